@@ -1,0 +1,63 @@
+// The blockopt command line: a thin layer over blockopt_experiments.
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/run.h>
+#include <blockopt/experiments/runtime.h>
+#include <blockopt/experiments/verify.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <iostream>
+
+namespace ex = blockopt::experiments;
+
+int main(int argc, char** argv) {
+  CLI::App app{"blockopt: optimizers and Hessian structure for LibTorch"};
+  app.set_version_flag("--version", ex::version_string());
+  app.require_subcommand(1);
+
+  ex::RunRequest run;
+  std::string out_dir;
+  bool no_progress = false;
+  auto* run_cmd = app.add_subcommand("run", "train / compare / probe as a config describes");
+  run_cmd->add_option("config", run.config_path, "run config (YAML)")->required();
+  run_cmd->add_option("--set", run.overrides, "override a config value: a.b=value")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--out", out_dir, "run directory (default: <output.dir>/<name>)");
+  run_cmd->add_flag("--no-progress", no_progress, "log lines instead of a progress bar");
+
+  std::string case_path, dtype_name = "float64";
+  auto* verify_cmd = app.add_subcommand("verify", "replay an oracle case; exit 0 when it passes");
+  verify_cmd->add_option("case", case_path, "CASE.json from shared/testdata")->required();
+  verify_cmd->add_option("--dtype", dtype_name, "float64 or float32")
+      ->check(CLI::IsMember({"float64", "float32"}));
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (*run_cmd) {
+      if (!out_dir.empty()) run.out_dir = out_dir;
+      run.progress_bar = !no_progress && isatty(STDERR_FILENO);
+      const auto outcome = ex::run_experiment(run);
+      if (outcome.already_complete) return 0;
+      std::cout << "run directory: " << outcome.dir.string() << "\n";
+      return outcome.result.status == ex::TrainResult::Status::Completed ? 0 : 3;
+    }
+    if (*verify_cmd) {
+      spdlog::set_level(spdlog::level::warn);
+      ex::configure_runtime();
+      const auto dtype = dtype_name == "float32" ? torch::kFloat32 : torch::kFloat64;
+      const auto result = ex::verify_case(case_path, dtype);
+      std::cout << result.to_json().dump() << std::endl;
+      return result.pass ? 0 : 1;
+    }
+  } catch (const ex::ConfigError& e) {
+    std::cerr << "config error: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 2;
+  }
+  return 0;
+}

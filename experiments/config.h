@@ -1,0 +1,142 @@
+#pragma once
+// YAML run configuration with strict checking. Every value is read through a ConfigNode,
+// which records what was used (the default when the key is absent) into the resolved config;
+// keys nobody read are reported as unknown, naming the YAML path and line.
+#include <yaml-cpp/yaml.h>
+
+#include <fmt/format.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace blockopt::experiments {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Loads a YAML file; a missing file or a syntax error is a ConfigError naming the file.
+YAML::Node load_yaml_file(const std::string& path);
+
+// Applies `a.b.c=value` (value parsed as YAML, so numbers, lists and maps work).
+void apply_override(YAML::Node& root, const std::string& assignment);
+
+class ConfigNode {
+ public:
+  // Root of a configuration; `origin` names the file in error messages.
+  static ConfigNode root(YAML::Node source, std::string origin);
+
+  const std::string& path() const { return path_; }
+  bool has(const std::string& key) const;
+
+  // Optional key: returns the default (and records it) when absent.
+  template <typename T>
+  T get(const std::string& key, const T& default_value);
+  // Required key.
+  template <typename T>
+  T get(const std::string& key);
+
+  // Sub-mapping (empty when absent).
+  ConfigNode child(const std::string& key);
+  // Sequence of mappings (empty when absent).
+  std::vector<ConfigNode> children(const std::string& key);
+
+  // Throws ConfigError "<origin>: <path.key> (line L): <message>" unless ok.
+  void check(bool ok, const std::string& key, const std::string& message) const;
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+  // After all reads: any key present in the source but never read is an error.
+  void check_no_unknown_keys() const;
+
+  // The configuration as used, defaults included.
+  std::string resolved_yaml() const;
+  YAML::Node resolved() const { return resolved_; }
+
+ private:
+  struct Shared {
+    std::string origin;
+    YAML::Node source_root;
+    YAML::Node resolved_root;
+    std::set<std::string> requested;  // every path asked for, present or not
+  };
+  ConfigNode(std::shared_ptr<Shared> shared, YAML::Node source, YAML::Node resolved,
+             std::string path);
+  std::string key_path(const std::string& key) const;
+  std::string where(const std::string& key) const;
+  YAML::Node source_value(const std::string& key) const;
+  template <typename T>
+  T convert(const YAML::Node& value, const std::string& key) const;
+  template <typename T>
+  void record(const std::string& key, const T& value);
+
+  std::shared_ptr<Shared> shared_;
+  YAML::Node source_;
+  YAML::Node resolved_;
+  std::string path_;
+};
+
+// ---- template implementation ----
+
+template <typename T>
+struct ConfigTypeName {
+  static const char* name() {
+    if constexpr (std::is_same_v<T, bool>) return "a boolean";
+    else if constexpr (std::is_integral_v<T>) return "an integer";
+    else if constexpr (std::is_floating_point_v<T>) return "a number";
+    else if constexpr (std::is_same_v<T, std::string>) return "a string";
+    else return "a list";
+  }
+};
+
+template <typename T>
+T ConfigNode::convert(const YAML::Node& value, const std::string& key) const {
+  try {
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!value.IsScalar()) throw YAML::BadConversion(value.Mark());
+    }
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // yaml-cpp would accept 1e3 or 2.0 for an integer only partly; be strict.
+      const auto& text = value.Scalar();
+      if (text.find_first_of(".eE") != std::string::npos) throw YAML::BadConversion(value.Mark());
+    }
+    return value.as<T>();
+  } catch (const YAML::Exception&) {
+    std::string shown = value.IsScalar() ? "'" + value.Scalar() + "'" : "a non-scalar value";
+    fail(key, fmt::format("expected {}, got {}", ConfigTypeName<T>::name(), shown));
+  }
+}
+
+template <typename T>
+void ConfigNode::record(const std::string& key, const T& value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    resolved_[key] = fmt::format("{}", value);  // shortest round-trip form
+  } else {
+    resolved_[key] = value;
+  }
+}
+
+template <typename T>
+T ConfigNode::get(const std::string& key, const T& default_value) {
+  shared_->requested.insert(key_path(key));
+  auto value = source_value(key);
+  T result = value ? convert<T>(value, key) : default_value;
+  record(key, result);
+  return result;
+}
+
+template <typename T>
+T ConfigNode::get(const std::string& key) {
+  shared_->requested.insert(key_path(key));
+  auto value = source_value(key);
+  if (!value) fail(key, "required key is missing");
+  T result = convert<T>(value, key);
+  record(key, result);
+  return result;
+}
+
+}  // namespace blockopt::experiments

@@ -1,0 +1,108 @@
+#include <blockopt/experiments/callbacks.h>
+#include <blockopt/experiments/optimizer_factory.h>
+#include <blockopt/experiments/registry.h>
+#include <blockopt/experiments/run.h>
+#include <blockopt/experiments/runtime.h>
+#include <blockopt/optim/common.h>
+
+#include <spdlog/spdlog.h>
+
+namespace blockopt::experiments {
+
+Experiment build_experiment(YAML::Node config, const std::string& origin) {
+  auto root = ConfigNode::root(config, origin);
+  Experiment e;
+  e.name = root.get<std::string>("name");
+  root.check(!e.name.empty() && e.name.find('/') == std::string::npos, "name",
+             "must be a non-empty name without '/'");
+  e.seed = root.get<uint64_t>("seed", 0);
+  auto runtime = root.child("runtime");
+  e.threads = runtime.get<int>("threads", 0);
+  runtime.check(e.threads >= 0, "threads", "must be >= 0 (0 = all cores)");
+  auto output = root.child("output");
+  e.output_dir = output.get<std::string>("dir", "runs");
+
+  seed_everything(e.seed);  // model initialisation draws from the global generator
+  e.data = build_data(root.child("data"), e.seed);
+  e.model = build_model(root.child("model"), *e.data);
+  e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"));
+  e.trainer = read_trainer_options(root.child("train"));
+  e.schedule = read_schedule(root.child("schedule"), e.trainer.steps);
+  root.check_no_unknown_keys();
+  e.resolved_yaml = root.resolved_yaml();
+  return e;
+}
+
+namespace {
+
+void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResult& r) {
+  nlohmann::json summary = {
+      {"name", e.name},
+      {"status", status_name(r.status)},
+      {"message", r.message},
+      {"steps", r.steps_done},
+      {"final_loss", r.final_loss},
+      {"wall_time", r.wall_time},
+      {"seed", e.seed},
+      {"parameters", e.model->parameter_count()},
+      {"optimizer_state_bytes", optim::state_bytes(*e.optimizer)},
+      {"versions", version_string()},
+  };
+  auto eval_json = [](const EvalMetrics& m) {
+    return nlohmann::json{{"step", m.step}, {"loss", m.loss}, {"accuracy", m.accuracy}};
+  };
+  if (r.final_eval) summary["final_eval"] = eval_json(*r.final_eval);
+  if (r.best_eval) summary["best_eval"] = eval_json(*r.best_eval);
+  write_file_atomic(dir.summary_path(), summary.dump(2) + "\n");
+}
+
+}  // namespace
+
+RunOutcome run_experiment(const RunRequest& request) {
+  auto yaml = load_yaml_file(request.config_path);
+  for (const auto& assignment : request.overrides) apply_override(yaml, assignment);
+  // Threads first: they can change floating-point reduction order, so they are config.
+  const int threads = yaml["runtime"] && yaml["runtime"]["threads"]
+                          ? yaml["runtime"]["threads"].as<int>(0) : 0;
+  configure_runtime(threads);
+  auto experiment = build_experiment(yaml, request.config_path);
+
+  RunOutcome outcome;
+  outcome.dir = request.out_dir ? fs::path(*request.out_dir)
+                                : fs::path(experiment.output_dir) / experiment.name;
+  RunDirectory dir(outcome.dir);
+  const auto state = dir.claim(experiment.resolved_yaml);
+  if (state == RunDirectory::State::Complete) {
+    spdlog::info("run {} is already complete in {}", experiment.name, outcome.dir.string());
+    outcome.already_complete = true;
+    return outcome;
+  }
+
+  Trainer trainer(experiment.model, experiment.data, experiment.optimizer, experiment.schedule,
+                  experiment.trainer);
+  if (state == RunDirectory::State::Resumable) {
+    trainer.load_checkpoint(dir.checkpoint_path());
+    outcome.resumed = true;
+    spdlog::info("resuming {} from step {}", outcome.dir.string(), trainer.step());
+  }
+  spdlog::info("{}: {} parameters, {} steps, run directory {}", experiment.name,
+               experiment.model->parameter_count(), experiment.trainer.steps,
+               outcome.dir.string());
+  trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
+  trainer.add_callback(
+      std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
+  if (request.progress_bar) {
+    trainer.add_callback(std::make_shared<ProgressBar>());
+  } else {
+    trainer.add_callback(std::make_shared<ConsoleLogger>());
+  }
+
+  outcome.result = trainer.run();
+  write_summary(dir, experiment, outcome.result);
+  if (outcome.result.status == TrainResult::Status::Diverged) {
+    spdlog::error("{}: {}", experiment.name, outcome.result.message);
+  }
+  return outcome;
+}
+
+}  // namespace blockopt::experiments

@@ -1,0 +1,46 @@
+#pragma once
+// One run end to end: config -> model, data, optimizer, trainer -> run directory.
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/run_dir.h>
+#include <blockopt/experiments/trainer.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace blockopt::experiments {
+
+// Everything a config describes, built and checked (unknown keys already rejected).
+struct Experiment {
+  std::string name;
+  uint64_t seed = 0;
+  std::string output_dir;
+  int threads = 0;
+  std::string resolved_yaml;
+  std::shared_ptr<models::Model> model;
+  std::shared_ptr<models::DataSource> data;
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
+  LrSchedule schedule;
+  TrainerOptions trainer;
+};
+
+// `origin` names the source in error messages (the file path).
+Experiment build_experiment(YAML::Node config, const std::string& origin);
+
+struct RunRequest {
+  std::string config_path;
+  std::vector<std::string> overrides;  // a.b=value
+  std::optional<std::string> out_dir;  // default: <output.dir>/<name>
+  bool progress_bar = false;
+};
+
+struct RunOutcome {
+  fs::path dir;
+  TrainResult result;
+  bool resumed = false;
+  bool already_complete = false;
+};
+
+RunOutcome run_experiment(const RunRequest& request);
+
+}  // namespace blockopt::experiments

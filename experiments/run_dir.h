@@ -1,0 +1,50 @@
+#pragma once
+// The run directory: config.resolved.yaml, metrics.jsonl, summary.json, checkpoint.pt,
+// hessian/. Every whole-file write is atomic (temp file + rename).
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace blockopt::experiments {
+
+namespace fs = std::filesystem;
+
+void write_file_atomic(const fs::path& path, const std::string& content);
+std::string read_file(const fs::path& path);
+
+// Appends one JSON object per line, flushed per line so a crash loses at most one line.
+class JsonlWriter {
+ public:
+  explicit JsonlWriter(fs::path path);
+  void write(const nlohmann::json& record);
+  // Keeps only records whose "step" is <= `step` (used when resuming from a checkpoint).
+  void truncate_after_step(int64_t step);
+
+ private:
+  fs::path path_;
+  std::ofstream out_;
+};
+
+class RunDirectory {
+ public:
+  enum class State { Fresh, Resumable, Complete };
+
+  explicit RunDirectory(fs::path root);
+  // Creates the directory and writes config.resolved.yaml. If the directory already holds a
+  // run with a different resolved config, throws (naming both files) rather than mixing runs.
+  State claim(const std::string& resolved_yaml);
+
+  const fs::path& root() const { return root_; }
+  fs::path config_path() const { return root_ / "config.resolved.yaml"; }
+  fs::path metrics_path() const { return root_ / "metrics.jsonl"; }
+  fs::path summary_path() const { return root_ / "summary.json"; }
+  fs::path checkpoint_path() const { return root_ / "checkpoint.pt"; }
+  fs::path hessian_dir() const { return root_ / "hessian"; }
+
+ private:
+  fs::path root_;
+};
+
+}  // namespace blockopt::experiments

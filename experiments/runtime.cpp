@@ -1,0 +1,46 @@
+#include <blockopt/experiments/runtime.h>
+
+#include <blockopt_version.h>
+#include <dlfcn.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <thread>
+
+namespace blockopt::experiments {
+
+RuntimeInfo configure_runtime(int intra_op_threads) {
+  RuntimeInfo info;
+  // NOTE: looked up at run time: libblas.so.3 may be OpenBLAS or the reference BLAS
+  // (Debian alternatives), and only OpenBLAS has its own thread pool.
+  using SetThreads = void (*)(int);
+  using GetThreads = int (*)();
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (set_threads) {
+    set_threads(1);
+    info.openblas_found = true;
+    info.openblas_threads = get_threads ? get_threads() : 1;
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  info.intra_op_threads = intra_op_threads > 0 ? intra_op_threads : cores;
+  at::set_num_threads(info.intra_op_threads);
+  if (info.openblas_found) {
+    spdlog::info("threads: torch intra-op {}, OpenBLAS {}", at::get_num_threads(),
+                 info.openblas_threads);
+  } else {
+    spdlog::warn("threads: torch intra-op {}; OpenBLAS not found (install libopenblas0-pthread: "
+                 "the reference BLAS is ~30x slower)", at::get_num_threads());
+  }
+  return info;
+}
+
+void seed_everything(uint64_t seed) { torch::manual_seed(seed); }
+
+std::string version_string() {
+  return std::string("blockopt ") + BLOCKOPT_VERSION + " (git " + BLOCKOPT_GIT_SHA +
+         "), libtorch " + TORCH_VERSION;
+}
+
+}  // namespace blockopt::experiments

@@ -1,0 +1,110 @@
+#include <blockopt/optim/adamw.h>
+
+#include <cmath>
+
+namespace blockopt::optim {
+
+AdamWOptions::AdamWOptions(double lr) : lr_(lr) {}
+
+void AdamWOptions::validate(const std::string& optimizer) const {
+  check_lr(lr(), optimizer);
+  check_beta(std::get<0>(betas()), "beta1", optimizer);
+  check_beta(std::get<1>(betas()), "beta2", optimizer);
+  check_non_negative(eps(), "eps", optimizer);
+  check_non_negative(weight_decay(), "weight_decay", optimizer);
+}
+
+void AdamWOptions::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(betas);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
+}
+
+void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, betas);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
+}
+
+void AdamWParamState::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+}
+
+void AdamWParamState::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+}
+
+AdamW::AdamW(std::vector<torch::optim::OptimizerParamGroup> param_groups, AdamWOptions defaults)
+    : torch::optim::Optimizer(std::move(param_groups),
+                              std::make_unique<AdamWOptions>(defaults)) {
+  defaults.validate();
+  for (const auto& group : param_groups_) {
+    static_cast<const AdamWOptions&>(group.options()).validate();
+  }
+}
+
+AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions defaults)
+    : AdamW({torch::optim::OptimizerParamGroup(std::move(params))}, std::move(defaults)) {}
+
+void adamw_update_reference(torch::Tensor& param, const torch::Tensor& grad,
+                            AdamWParamState& state, const AdamWOptions& options) {
+  if (!state.exp_avg().defined()) {
+    state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Preserve));
+    state.exp_avg_sq(torch::zeros_like(param, torch::MemoryFormat::Preserve));
+  }
+  const double lr = options.lr();
+  const auto [beta1, beta2] = options.betas();
+  state.step(state.step() + 1);
+  const auto t = static_cast<double>(state.step());
+
+  param.mul_(1.0 - lr * options.weight_decay());  // decoupled decay first
+  state.exp_avg().mul_(beta1).add_(grad, 1.0 - beta1);
+  state.exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+  const double step_size = lr / bias_correction1;
+  // denom = sqrt(v) / sqrt(1 - b2^t) + eps
+  auto denom = (state.exp_avg_sq().sqrt() / bias_correction2_sqrt).add_(options.eps());
+  param.addcdiv_(state.exp_avg(), denom, -step_size);
+}
+
+torch::Tensor AdamW::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    torch::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    for (auto& param : group.params()) {
+      if (param.grad().defined()) check_finite_grad(param.grad(), "AdamW");
+    }
+  }
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const AdamWOptions&>(group.options());
+    for (auto& param : group.params()) {
+      if (!param.grad().defined()) continue;
+      auto key = c10::guts::to_string(param.unsafeGetTensorImpl());
+      auto& slot = state_[key];
+      if (!slot) slot = std::make_unique<AdamWParamState>();
+      adamw_update_reference(param, param.grad(), static_cast<AdamWParamState&>(*slot), options);
+    }
+  }
+  return loss;
+}
+
+void AdamW::save(torch::serialize::OutputArchive& archive) const {
+  save_state_and_options<AdamWParamState, AdamWOptions>(archive, *this);
+}
+
+void AdamW::load(torch::serialize::InputArchive& archive) {
+  load_state_and_options<AdamWParamState, AdamWOptions>(archive, *this);
+}
+
+}  // namespace blockopt::optim
