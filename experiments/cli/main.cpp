@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 namespace ex = blockopt::experiments;
@@ -33,6 +34,10 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--dtype", dtype_name, "float64 or float32")
       ->check(CLI::IsMember({"float64", "float32"}));
 
+  auto* bench_cmd = app.add_subcommand(
+      "bench", "run blockopt_bench; arguments pass through (e.g. --benchmark_filter=AdamW)");
+  bench_cmd->prefix_command();
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -51,6 +56,17 @@ int main(int argc, char** argv) {
       const auto result = ex::verify_case(case_path, dtype);
       std::cout << result.to_json().dump() << std::endl;
       return result.pass ? 0 : 1;
+    }
+    if (*bench_cmd) {
+      // The benchmarks live in their own executable, installed beside this one.
+      const auto exe = std::filesystem::canonical("/proc/self/exe").parent_path() / "blockopt_bench";
+      std::vector<std::string> args = {exe.string()};
+      args.insert(args.end(), bench_cmd->remaining().begin(), bench_cmd->remaining().end());
+      std::vector<char*> argv_bench;
+      for (auto& a : args) argv_bench.push_back(a.data());
+      argv_bench.push_back(nullptr);
+      execv(exe.c_str(), argv_bench.data());
+      throw std::runtime_error("cannot run " + exe.string() + " (build the blockopt_bench target)");
     }
   } catch (const ex::ConfigError& e) {
     std::cerr << "config error: " << e.what() << std::endl;
