@@ -16,6 +16,26 @@ YAML::Node load_yaml_file(const std::string& path) {
   }
 }
 
+namespace {
+
+// Deep copy without source marks, so errors report the value as coming from --set.
+YAML::Node without_marks(const YAML::Node& node) {
+  if (node.IsScalar()) return YAML::Node(node.Scalar());
+  if (node.IsSequence()) {
+    YAML::Node copy(YAML::NodeType::Sequence);
+    for (const auto& item : node) copy.push_back(without_marks(item));
+    return copy;
+  }
+  if (node.IsMap()) {
+    YAML::Node copy(YAML::NodeType::Map);
+    for (const auto& entry : node) copy[entry.first.Scalar()] = without_marks(entry.second);
+    return copy;
+  }
+  return YAML::Node(YAML::NodeType::Null);
+}
+
+}  // namespace
+
 void apply_override(YAML::Node& root, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -24,7 +44,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   const std::string path = assignment.substr(0, eq);
   YAML::Node value;
   try {
-    value = YAML::Load(assignment.substr(eq + 1));
+    value = without_marks(YAML::Load(assignment.substr(eq + 1)));
   } catch (const YAML::Exception& e) {
     throw ConfigError("--set " + path + ": cannot parse value: " + e.msg);
   }
@@ -43,6 +63,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
       node[key] = value;
       return;
     }
+    if (!node[key] || node[key].IsNull()) node[key] = YAML::Node(YAML::NodeType::Map);
     YAML::Node next = node[key];
     node.reset(next);
     start = dot + 1;

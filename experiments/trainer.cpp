@@ -117,11 +117,12 @@ TrainResult Trainer::run() {
     double grad_norm = global_grad_norm();
     if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
       result.status = TrainResult::Status::Diverged;
+      const double bad = std::isfinite(loss_value) ? grad_norm : loss_value;
       result.message = fmt::format(
           "{} is {} at step {}; the run stopped before updating the parameters, and the last "
           "checkpoint (if any) holds the last good state",
           std::isfinite(loss_value) ? "gradient norm" : "loss",
-          std::isfinite(loss_value) ? grad_norm : loss_value, next);
+          std::isnan(bad) ? "NaN" : (bad > 0 ? "+Inf" : "-Inf"), next);
       optimizer_->zero_grad();
       break;
     }
