@@ -2,14 +2,13 @@
 // Builds any blockopt optimizer from a config node whose keys are those of the testdata
 // manifests and spec/optimizers.md (name, lr, betas, ..., fallback: {...}).
 #include <blockopt/experiments/config.h>
+#include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
 
 #include <memory>
 
 namespace blockopt::optim {
-
-using NamedParameters = torch::OrderedDict<std::string, torch::Tensor>;
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& named_params,
                                                         experiments::ConfigNode config);

@@ -1,4 +1,5 @@
 #include <blockopt/optim/adamw.h>
+#include <blockopt/optim/fused_adam.h>
 
 #include <cmath>
 
@@ -52,26 +53,31 @@ AdamW::AdamW(std::vector<torch::optim::OptimizerParamGroup> param_groups, AdamWO
 AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions defaults)
     : AdamW({torch::optim::OptimizerParamGroup(std::move(params))}, std::move(defaults)) {}
 
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
+                 torch::Tensor& exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
+                 double eps, double weight_decay) {
+  const auto t = static_cast<double>(step);
+  param.mul_(1.0 - lr * weight_decay);  // decoupled decay first
+  exp_avg.mul_(beta1).add_(grad, 1.0 - beta1);
+  exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+  const double step_size = lr / bias_correction1;
+  // denom = sqrt(v) / sqrt(1 - b2^t) + eps
+  auto denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps);
+  param.addcdiv_(exp_avg, denom, -step_size);
+}
+
 void adamw_update_reference(torch::Tensor& param, const torch::Tensor& grad,
                             AdamWParamState& state, const AdamWOptions& options) {
   if (!state.exp_avg().defined()) {
     state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Preserve));
     state.exp_avg_sq(torch::zeros_like(param, torch::MemoryFormat::Preserve));
   }
-  const double lr = options.lr();
-  const auto [beta1, beta2] = options.betas();
   state.step(state.step() + 1);
-  const auto t = static_cast<double>(state.step());
-
-  param.mul_(1.0 - lr * options.weight_decay());  // decoupled decay first
-  state.exp_avg().mul_(beta1).add_(grad, 1.0 - beta1);
-  state.exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1.0 - beta2);
-  const double bias_correction1 = 1.0 - std::pow(beta1, t);
-  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
-  const double step_size = lr / bias_correction1;
-  // denom = sqrt(v) / sqrt(1 - b2^t) + eps
-  auto denom = (state.exp_avg_sq().sqrt() / bias_correction2_sqrt).add_(options.eps());
-  param.addcdiv_(state.exp_avg(), denom, -step_size);
+  const auto [beta1, beta2] = options.betas();
+  adam_update(param, grad, state.exp_avg(), state.exp_avg_sq(), state.step(), options.lr(), beta1,
+              beta2, options.eps(), options.weight_decay());
 }
 
 torch::Tensor AdamW::step(LossClosure closure) {
@@ -93,7 +99,20 @@ torch::Tensor AdamW::step(LossClosure closure) {
       auto key = c10::guts::to_string(param.unsafeGetTensorImpl());
       auto& slot = state_[key];
       if (!slot) slot = std::make_unique<AdamWParamState>();
-      adamw_update_reference(param, param.grad(), static_cast<AdamWParamState&>(*slot), options);
+      auto& state = static_cast<AdamWParamState&>(*slot);
+      if (fused_ && fused_adam_supported(param, param.grad())) {
+        if (!state.exp_avg().defined()) {
+          state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+          state.exp_avg_sq(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+        }
+        state.step(state.step() + 1);
+        const auto [beta1, beta2] = options.betas();
+        fused_adam_update(param, param.grad(), state.exp_avg(), state.exp_avg_sq(), 1,
+                          state.step(), options.lr(), beta1, beta2, options.eps(),
+                          options.weight_decay());
+      } else {
+        adamw_update_reference(param, param.grad(), state, options);
+      }
     }
   }
   return loss;

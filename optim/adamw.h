@@ -50,7 +50,18 @@ class AdamW : public torch::optim::Optimizer {
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  // true: fused single-pass loop where supported (default); false: reference tensor ops.
+  void set_fused(bool fused) { fused_ = fused; }
+
+ private:
+  bool fused_ = true;
 };
+
+// One Adam(W) update of `param` from its moments (same shape as param, already allocated);
+// `step` is the count including this update. Shared by AdamW and every AdamW fallback.
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
+                 torch::Tensor& exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
+                 double eps, double weight_decay);
 
 // One AdamW update of a single parameter with the straightforward tensor ops of PyTorch's
 // single-tensor Adam; the reference every faster path is tested against. Creates the state

@@ -1,0 +1,161 @@
+#include <blockopt/optim/adam_mini.h>
+#include <blockopt/optim/fused_adam.h>
+
+#include <cmath>
+
+namespace blockopt::optim {
+
+AdamMiniOptions::AdamMiniOptions(double lr) : lr_(lr) {}
+
+void AdamMiniOptions::validate() const {
+  const std::string name = "Adam-mini";
+  check_lr(lr(), name);
+  check_beta(std::get<0>(betas()), "beta1", name);
+  check_beta(std::get<1>(betas()), "beta2", name);
+  check_non_negative(eps(), "eps", name);
+  check_non_negative(weight_decay(), "weight_decay", name);
+  require(head_dim() > 0, name, "head_dim must be > 0, got " + std::to_string(head_dim()));
+}
+
+void AdamMiniOptions::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(betas);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(head_dim);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(partition);
+}
+
+void AdamMiniOptions::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, betas);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, head_dim);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, partition);
+}
+
+void AdamMiniParamState::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+}
+
+void AdamMiniParamState::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+}
+
+namespace {
+std::vector<torch::Tensor> values(const NamedParameters& named_params) {
+  std::vector<torch::Tensor> params;
+  for (const auto& item : named_params) params.push_back(item.value());
+  return params;
+}
+
+AdamMiniOptions with_partition_name(AdamMiniOptions options, bool custom) {
+  if (custom) options.partition("custom");
+  options.validate();
+  return options;
+}
+}  // namespace
+
+AdamMini::AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults,
+                   PartitionRule custom_rule)
+    : torch::optim::Optimizer({torch::optim::OptimizerParamGroup(values(named_params))},
+                              std::make_unique<AdamMiniOptions>(
+                                  with_partition_name(defaults, custom_rule != nullptr))),
+      named_params_(named_params),
+      partition_(make_partition(named_params, custom_rule ? custom_rule
+                                                          : partition_rule(defaults.partition(),
+                                                                           defaults.head_dim()))) {}
+
+std::string AdamMini::partition_summary() const {
+  return optim::partition_summary(partition_, named_params_);
+}
+
+std::vector<std::string> AdamMini::partition_warnings() const {
+  return optim::partition_warnings(partition_, named_params_);
+}
+
+void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
+                                AdamMiniParamState& state, const AdamMiniOptions& options,
+                                const BlockLayout& layout) {
+  const int64_t block = layout.block_size;
+  const int64_t blocks = param.numel() / block;
+  if (!state.exp_avg().defined()) {
+    state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+    state.exp_avg_sq(torch::zeros({blocks}, param.options()));
+  }
+  const double lr = options.lr();
+  const auto [beta1, beta2] = options.betas();
+  state.step(state.step() + 1);
+  const auto t = static_cast<double>(state.step());
+
+  if (layout.weight_decay) param.mul_(1.0 - lr * options.weight_decay());
+  state.exp_avg().mul_(beta1).add_(grad, 1.0 - beta1);
+  // v_B <- b2 v_B + mean_B((1-b2) g g)
+  // NOTE: (1-b2) g g in the order addcmul_ uses, so block size 1 equals AdamW bit for bit.
+  auto block_mean_sq = grad.mul(1.0 - beta2).mul_(grad).reshape({blocks, block}).mean(1);
+  state.exp_avg_sq().mul_(beta2).add_(block_mean_sq);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+  // denom_B = sqrt(v_B) / sqrt(1 - b2^t) + eps, (blocks, 1)
+  auto denom = (state.exp_avg_sq().sqrt() / bias_correction2_sqrt).add_(options.eps()).unsqueeze(1);
+  param.view({blocks, block})
+      .addcdiv_(state.exp_avg().view({blocks, block}), denom, -lr / bias_correction1);
+}
+
+torch::Tensor AdamMini::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    torch::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    for (auto& param : group.params()) {
+      if (param.grad().defined()) check_finite_grad(param.grad(), "Adam-mini");
+    }
+  }
+  TORCH_CHECK(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.size(),
+              "Adam-mini: the partition covers the constructor's parameters only "
+              "(add_param_group is not supported)");
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const AdamMiniOptions&>(group.options());
+    auto& params = group.params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& param = params[i];
+      if (!param.grad().defined()) continue;
+      auto key = c10::guts::to_string(param.unsafeGetTensorImpl());
+      auto& slot = state_[key];
+      if (!slot) slot = std::make_unique<AdamMiniParamState>();
+      auto& state = static_cast<AdamMiniParamState&>(*slot);
+      if (fused_ && fused_adam_supported(param, param.grad())) {
+        if (!state.exp_avg().defined()) {
+          state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+          state.exp_avg_sq(torch::zeros({param.numel() / partition_[i].block_size}, param.options()));
+        }
+        state.step(state.step() + 1);
+        const auto [beta1, beta2] = options.betas();
+        fused_adam_update(param, param.grad(), state.exp_avg(), state.exp_avg_sq(),
+                          partition_[i].block_size, state.step(), options.lr(), beta1, beta2,
+                          options.eps(), partition_[i].weight_decay ? options.weight_decay() : 0.0);
+      } else {
+        adam_mini_update_reference(param, param.grad(), state, options, partition_[i]);
+      }
+    }
+  }
+  return loss;
+}
+
+void AdamMini::save(torch::serialize::OutputArchive& archive) const {
+  save_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this);
+}
+
+void AdamMini::load(torch::serialize::InputArchive& archive) {
+  load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this);
+}
+
+}  // namespace blockopt::optim

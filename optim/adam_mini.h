@@ -1,0 +1,77 @@
+#pragma once
+// Adam-mini: AdamW with one second-moment scalar per block of a partition (partition.h).
+//   m   <- b1 m + (1-b1) g                         (full size)
+//   v_B <- b2 v_B + (1-b2) mean_{i in B} g_i^2     (one scalar per block B)
+//   W   <- W (1 - lr wd) - lr (m / (1-b1^t)) / (sqrt(v_B) / sqrt(1-b2^t) + eps)
+#include <blockopt/optim/common.h>
+#include <blockopt/optim/partition.h>
+
+#include <torch/torch.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace blockopt::optim {
+
+struct AdamMiniOptions : public torch::optim::OptimizerCloneableOptions<AdamMiniOptions> {
+  AdamMiniOptions(double lr = 1e-3);  // NOLINT(google-explicit-constructor): mirrors torch::optim
+  double get_lr() const override { return lr(); }
+  void set_lr(const double lr) override { this->lr(lr); }
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void validate() const;
+
+  using betas_t = std::tuple<double, double>;
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(int64_t, head_dim) = 64;                // rows per attention head (Q/K blocks)
+  TORCH_ARG(std::string, partition) = "gpt";        // gpt | v111 | elementwise (| custom)
+
+ public:
+};
+
+struct AdamMiniParamState : public torch::optim::OptimizerCloneableParamState<AdamMiniParamState>,
+                            public StateTensors {
+  TORCH_ARG(int64_t, step) = 0;
+  TORCH_ARG(torch::Tensor, exp_avg);     // param shape
+  TORCH_ARG(torch::Tensor, exp_avg_sq);  // (blocks,)
+
+ public:
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+  void serialize(torch::serialize::InputArchive& archive) override;
+  std::vector<torch::Tensor> state_tensors() const override { return {exp_avg(), exp_avg_sq()}; }
+};
+
+class AdamMini : public torch::optim::Optimizer {
+ public:
+  // Partition from options.partition() (or `custom_rule` when given; partition() then
+  // reads "custom"). One param group.
+  AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults = {},
+           PartitionRule custom_rule = nullptr);
+
+  torch::Tensor step(LossClosure closure = nullptr) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+  const Partition& partition() const { return partition_; }
+  std::string partition_summary() const;
+  std::vector<std::string> partition_warnings() const;
+  // true: fused single-pass loop (default); false: reference tensor ops.
+  void set_fused(bool fused) { fused_ = fused; }
+
+ private:
+  NamedParameters named_params_;
+  Partition partition_;  // parallel to param_groups_[0].params()
+  bool fused_ = true;
+};
+
+// One Adam-mini update of a single parameter with plain tensor ops (the reference).
+// Creates the state on first use; `layout` gives the block size and decay flag.
+void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
+                                AdamMiniParamState& state, const AdamMiniOptions& options,
+                                const BlockLayout& layout);
+
+}  // namespace blockopt::optim

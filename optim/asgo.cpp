@@ -1,0 +1,180 @@
+#include <blockopt/optim/asgo.h>
+#include <blockopt/optim/matrix_optimizer.h>
+
+#include <array>
+#include <cmath>
+
+namespace blockopt::optim {
+
+ASGOOptions::ASGOOptions(double lr) : lr_(lr), fallback_lr_(lr) {}
+
+void ASGOOptions::validate() const {
+  const std::string name = "ASGO";
+  check_lr(lr(), name);
+  check_beta(momentum(), "momentum", name);
+  check_beta(beta2(), "beta2", name);
+  check_non_negative(eps(), "eps", name);
+  check_non_negative(weight_decay(), "weight_decay", name);
+  check_non_negative(damping(), "damping", name);
+  check_non_negative(rms_target(), "rms_target", name);
+  require(root() == "polar_express" || root() == "eigh", name,
+          "root must be polar_express or eigh, got '" + root() + "'");
+  require(root_steps() >= 1, name, "root_steps must be >= 1");
+  require(side() == "auto" || side() == "left" || side() == "right", name,
+          "side must be auto, left or right, got '" + side() + "'");
+  validate_fallback_options(*this, name);
+}
+
+void ASGOOptions::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(beta2);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(root);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(root_steps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(damping);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(side);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(rms_target);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(use_fallback);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
+}
+
+void ASGOOptions::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, momentum);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, beta2);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, root);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, root_steps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, damping);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, side);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, rms_target);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, use_fallback);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
+}
+
+void ASGOParamState::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(preconditioner);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+}
+
+void ASGOParamState::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, preconditioner);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+}
+
+namespace {
+// Polar Express (a, b, c) rows; rows 1..7 are divided by (1.01, 1.01^3, 1.01^5).
+constexpr std::array<std::array<double, 3>, 8> kPolarExpress = {{
+    {8.28721201814563, -23.595886519098837, 17.300387312530933},
+    {4.107059111542203, -2.9478499167379106, 0.5448431082926601},
+    {3.9486908534822946, -2.908902115962949, 0.5518191394370137},
+    {3.3184196573706015, -2.488488024314874, 0.51004894012372},
+    {2.300652019954817, -1.6689039845747493, 0.4188073119525673},
+    {1.891301407787398, -1.2679958271945868, 0.37680408948524835},
+    {1.8750014808534479, -1.2500016453999487, 0.3750001645474248},
+    {1.875, -1.25, 0.375},
+}};
+}  // namespace
+
+torch::Tensor inverse_root_polar_express(const torch::Tensor& p, double eps, int64_t steps) {
+  const auto n = p.size(0);
+  auto eye = torch::eye(n, p.options());
+  auto s = (p + eps * eye).norm() * 1.01;  // s = 1.01 ||P + eps I||_F
+  auto y = p / s;
+  auto z = eye.clone();
+  for (int64_t k = 0; k < steps; ++k) {
+    const auto row = static_cast<size_t>(std::min<int64_t>(k, 7));
+    double a = kPolarExpress[row][0], b = kPolarExpress[row][1], c = kPolarExpress[row][2];
+    if (row < 7) {
+      a /= 1.01;
+      b /= std::pow(1.01, 3);
+      c /= std::pow(1.01, 5);
+    }
+    auto t = z.mm(y);                                                   // T = Z Y
+    auto q = torch::addmm(eye * a + t * b, t, t, 1.0, c);              // a I + b T + c T^2
+    y = y.mm(q);
+    z = q.mm(z);
+  }
+  return z / s.sqrt();
+}
+
+torch::Tensor inverse_root_eigh(const torch::Tensor& p, double damping) {
+  auto [eigenvalues, eigenvectors] = torch::linalg::eigh(p, "L");
+  auto scale = (eigenvalues.clamp_min(0.0) + damping).rsqrt();  // (n,)
+  return (eigenvectors * scale.unsqueeze(0)).mm(eigenvectors.t());
+}
+
+ASGO::ASGO(const NamedParameters& named_params, ASGOOptions defaults, RoutingRule rule)
+    : ASGO(routed_param_groups(named_params, defaults, rule), defaults) {}
+
+ASGO::ASGO(std::vector<torch::optim::OptimizerParamGroup> param_groups, ASGOOptions defaults)
+    : torch::optim::Optimizer(std::move(param_groups), std::make_unique<ASGOOptions>(defaults)) {
+  defaults.validate();
+  validate_matrix_groups<ASGOOptions>(*this, "ASGO");
+}
+
+torch::Tensor ASGO::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    torch::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  step_matrix_optimizer<ASGOParamState, ASGOOptions>(
+      *this, "ASGO",
+      [this](torch::Tensor& param, const torch::Tensor& grad, ASGOParamState& state,
+             const ASGOOptions& options) {
+        auto g = as_matrix(grad);  // (m, n)
+        const auto m = g.size(0), n = g.size(1);
+        const bool left = options.side() == "left" || (options.side() == "auto" && m < n);
+        if (!state.exp_avg().defined()) {
+          state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+          const auto k = left ? m : n;
+          state.preconditioner(torch::zeros({k, k}, param.options()));
+        }
+        auto momentum = as_matrix(state.exp_avg());
+        momentum.lerp_(g, 1.0 - options.momentum());  // M <- b1 M + (1-b1) G
+        auto gram = left ? g.mm(g.t()) : g.t().mm(g);  // S
+        state.preconditioner().lerp_(gram, 1.0 - options.beta2());  // P <- b2 P + (1-b2) S
+        auto root = options.root() == "eigh"
+                        ? inverse_root_eigh(state.preconditioner(), options.damping())
+                        : inverse_root_polar_express(state.preconditioner(), options.eps(),
+                                                     options.root_steps());
+        if (!torch::isfinite(root).all().item<bool>()) {
+          root = torch::eye(root.size(0), root.options());
+          ++nan_roots_;
+        }
+        auto update = left ? root.mm(momentum) : momentum.mm(root);  // U, (m, n)
+        if (options.rms_target() > 0.0) {
+          // U <- U rms_target sqrt(m n) / ||U||_F
+          update.mul_(options.rms_target() * std::sqrt(static_cast<double>(m * n)) /
+                      update.norm().clamp_min(1e-30));
+        }
+        param.mul_(1.0 - options.lr() * options.weight_decay());
+        param.add_(update.reshape(param.sizes()), -options.lr());
+      });
+  return loss;
+}
+
+void ASGO::save(torch::serialize::OutputArchive& archive) const {
+  save_state_and_options<ASGOParamState, ASGOOptions>(archive, *this);
+}
+
+void ASGO::load(torch::serialize::InputArchive& archive) {
+  load_state_and_options<ASGOParamState, ASGOOptions>(archive, *this);
+}
+
+}  // namespace blockopt::optim

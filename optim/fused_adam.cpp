@@ -1,0 +1,88 @@
+#include <blockopt/optim/fused_adam.h>
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace blockopt::optim {
+
+bool fused_adam_supported(const torch::Tensor& param, const torch::Tensor& grad) {
+  const auto dtype = param.scalar_type();
+  return param.device().is_cpu() && grad.device().is_cpu() && grad.scalar_type() == dtype &&
+         (dtype == torch::kFloat || dtype == torch::kDouble) && param.is_contiguous() &&
+         grad.is_contiguous() && !grad.is_sparse();
+}
+
+namespace {
+
+template <typename T>
+struct AdamCoefficients {
+  T decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+      neg_step_size;
+};
+
+template <typename T>
+void fused_kernel(T* p, const T* g, T* m, T* v, int64_t numel, int64_t block,
+                  const AdamCoefficients<T> c) {
+  constexpr int64_t kGrainElements = 1 << 15;
+  if (block == 1) {
+    at::parallel_for(0, numel, kGrainElements, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const T gi = g[i];
+        const T pi = p[i] * c.decay;
+        const T mi = m[i] * c.beta1 + c.one_minus_beta1 * gi;
+        const T vi = v[i] * c.beta2 + c.one_minus_beta2 * gi * gi;
+        const T denom = std::sqrt(vi) / c.bias_correction2_sqrt + c.eps;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi + c.neg_step_size * mi / denom;
+      }
+    });
+    return;
+  }
+  const int64_t blocks = numel / block;
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / block);
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t offset = b * block;
+      T sum = 0;  // sum_B (1-b2) g g
+      for (int64_t j = offset; j < offset + block; ++j) sum += c.one_minus_beta2 * g[j] * g[j];
+      const T vb = v[b] * c.beta2 + sum / static_cast<T>(block);
+      v[b] = vb;
+      const T denom = std::sqrt(vb) / c.bias_correction2_sqrt + c.eps;
+      for (int64_t j = offset; j < offset + block; ++j) {
+        const T mj = m[j] * c.beta1 + c.one_minus_beta1 * g[j];
+        m[j] = mj;
+        p[j] = p[j] * c.decay + c.neg_step_size * mj / denom;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void fused_adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
+                       torch::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
+                       double beta1, double beta2, double eps, double weight_decay) {
+  TORCH_CHECK(fused_adam_supported(param, grad) && exp_avg.is_contiguous() &&
+                  exp_avg_sq.is_contiguous() && exp_avg.scalar_type() == param.scalar_type() &&
+                  exp_avg_sq.scalar_type() == param.scalar_type(),
+              "fused_adam_update: unsupported tensors");
+  const auto t = static_cast<double>(step);
+  AT_DISPATCH_FLOATING_TYPES(param.scalar_type(), "fused_adam_update", [&] {
+    const AdamCoefficients<scalar_t> c{
+        static_cast<scalar_t>(1.0 - lr * weight_decay),
+        static_cast<scalar_t>(beta1),
+        static_cast<scalar_t>(1.0 - beta1),
+        static_cast<scalar_t>(beta2),
+        static_cast<scalar_t>(1.0 - beta2),
+        static_cast<scalar_t>(std::sqrt(1.0 - std::pow(beta2, t))),
+        static_cast<scalar_t>(eps),
+        static_cast<scalar_t>(-lr / (1.0 - std::pow(beta1, t)))};
+    fused_kernel<scalar_t>(param.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
+                           exp_avg.data_ptr<scalar_t>(), exp_avg_sq.data_ptr<scalar_t>(),
+                           param.numel(), block_size, c);
+  });
+}
+
+}  // namespace blockopt::optim

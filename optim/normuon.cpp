@@ -1,0 +1,133 @@
+#include <blockopt/optim/matrix_optimizer.h>
+#include <blockopt/optim/muon.h>
+#include <blockopt/optim/newton_schulz.h>
+#include <blockopt/optim/normuon.h>
+
+#include <cmath>
+
+namespace blockopt::optim {
+
+NorMuonOptions::NorMuonOptions(double lr) : lr_(lr) {}
+
+void NorMuonOptions::validate() const {
+  const std::string name = "NorMuon";
+  check_lr(lr(), name);
+  check_beta(momentum(), "momentum", name);
+  check_beta(beta2(), "beta2", name);
+  check_non_negative(weight_decay(), "weight_decay", name);
+  require(ns_steps() >= 0, name, "ns_steps must be >= 0");
+  require(ns_eps_mode() == "add" || ns_eps_mode() == "clamp", name,
+          "ns_eps_mode must be add or clamp, got '" + ns_eps_mode() + "'");
+  require(ns_dtype().empty() || ns_dtype() == "bfloat16", name,
+          "ns_dtype must be empty or bfloat16, got '" + ns_dtype() + "'");
+  require(final_scale() == "preserve_norm" || final_scale() == "rms", name,
+          "final_scale must be preserve_norm or rms, got '" + final_scale() + "'");
+  validate_fallback_options(*this, name);
+}
+
+void NorMuonOptions::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(nesterov);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_steps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_eps_mode);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_dtype);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(beta2);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(final_scale);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(use_fallback);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_lr);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
+}
+
+void NorMuonOptions::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, momentum);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, nesterov);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, ns_steps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, ns_eps_mode);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, ns_dtype);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, beta2);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, final_scale);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, use_fallback);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_lr);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
+}
+
+void NorMuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(second_moment);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+}
+
+void NorMuonParamState::serialize(torch::serialize::InputArchive& archive) {
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, momentum_buffer);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, second_moment);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+}
+
+NorMuon::NorMuon(const NamedParameters& named_params, NorMuonOptions defaults, RoutingRule rule)
+    : NorMuon(routed_param_groups(named_params, defaults, rule), defaults) {}
+
+NorMuon::NorMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups,
+                 NorMuonOptions defaults)
+    : torch::optim::Optimizer(std::move(param_groups), std::make_unique<NorMuonOptions>(defaults)) {
+  defaults.validate();
+  validate_matrix_groups<NorMuonOptions>(*this, "NorMuon");
+}
+
+torch::Tensor NorMuon::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    torch::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  step_matrix_optimizer<NorMuonParamState, NorMuonOptions>(
+      *this, "NorMuon",
+      [](torch::Tensor& param, const torch::Tensor& grad, NorMuonParamState& state,
+         const NorMuonOptions& options) {
+        auto direction = muon_momentum(grad, state.momentum_buffer(), options.momentum(),
+                                       options.nesterov());
+        // NOTE: O is cast back to the parameter dtype before the v update (the official code
+        // fails with fp32 parameters after a bf16 NS).
+        auto ortho = newton_schulz(as_matrix(direction), options.ns_steps(), options.ns_eps_mode(),
+                                   ns_compute_dtype(options.ns_dtype()))
+                         .to(param.scalar_type());  // (rows, cols)
+        const auto rows = ortho.size(0), cols = ortho.size(1);
+        if (!state.second_moment().defined()) state.second_moment(torch::zeros({rows, 1}, param.options()));
+        auto row_mean_sq = ortho.square().mean(1, /*keepdim=*/true);  // r, (rows, 1)
+        state.second_moment().lerp_(row_mean_sq, 1.0 - options.beta2());  // v <- b2 v + (1-b2) r
+        auto normalized = ortho / (state.second_moment().sqrt() + 1e-10);  // O'
+        auto normalized_norm = normalized.norm() + 1e-10;
+        torch::Tensor update;
+        if (options.final_scale() == "preserve_norm") {
+          const double shape = std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
+          update = normalized * (ortho.norm() / normalized_norm * shape);
+        } else {
+          update = normalized * (0.2 * std::sqrt(static_cast<double>(rows * cols)) / normalized_norm);
+        }
+        param.mul_(1.0 - options.lr() * options.weight_decay());
+        param.add_(update.reshape(param.sizes()), -options.lr());
+      });
+  return loss;
+}
+
+void NorMuon::save(torch::serialize::OutputArchive& archive) const {
+  save_state_and_options<NorMuonParamState, NorMuonOptions>(archive, *this);
+}
+
+void NorMuon::load(torch::serialize::InputArchive& archive) {
+  load_state_and_options<NorMuonParamState, NorMuonOptions>(archive, *this);
+}
+
+}  // namespace blockopt::optim
