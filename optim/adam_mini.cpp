@@ -1,4 +1,5 @@
 #include <blockopt/optim/adam_mini.h>
+#include <blockopt/optim/adamw.h>
 #include <blockopt/optim/fused_adam.h>
 
 #include <cmath>
@@ -89,14 +90,20 @@ void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
     state.exp_avg_sq(torch::zeros({blocks}, param.options()));
   }
   const double lr = options.lr();
+  const double weight_decay = layout.weight_decay ? options.weight_decay() : 0.0;
   const auto [beta1, beta2] = options.betas();
   state.step(state.step() + 1);
+  if (block == 1) {  // one element per block: exactly the AdamW rule (and its op order)
+    auto exp_avg_sq = state.exp_avg_sq().view(param.sizes());  // (blocks,) as param shape
+    adam_update(param, grad, state.exp_avg(), exp_avg_sq, state.step(), lr, beta1, beta2,
+                options.eps(), weight_decay);
+    return;
+  }
   const auto t = static_cast<double>(state.step());
 
-  if (layout.weight_decay) param.mul_(1.0 - lr * options.weight_decay());
+  param.mul_(1.0 - lr * weight_decay);
   state.exp_avg().mul_(beta1).add_(grad, 1.0 - beta1);
   // v_B <- b2 v_B + mean_B((1-b2) g g)
-  // NOTE: (1-b2) g g in the order addcmul_ uses, so block size 1 equals AdamW bit for bit.
   auto block_mean_sq = grad.mul(1.0 - beta2).mul_(grad).reshape({blocks, block}).mean(1);
   state.exp_avg_sq().mul_(beta2).add_(block_mean_sq);
   const double bias_correction1 = 1.0 - std::pow(beta1, t);

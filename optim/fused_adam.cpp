@@ -1,15 +1,17 @@
 #include <blockopt/optim/fused_adam.h>
 
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace blockopt::optim {
 
-bool fused_adam_supported(const torch::Tensor& param, const torch::Tensor& grad) {
+bool fused_adam_supported(const at::Tensor& param, const at::Tensor& grad) {
   const auto dtype = param.scalar_type();
   return param.device().is_cpu() && grad.device().is_cpu() && grad.scalar_type() == dtype &&
-         (dtype == torch::kFloat || dtype == torch::kDouble) && param.is_contiguous() &&
+         (dtype == at::kFloat || dtype == at::kDouble) && param.is_contiguous() &&
          grad.is_contiguous() && !grad.is_sparse();
 }
 
@@ -61,8 +63,8 @@ void fused_kernel(T* p, const T* g, T* m, T* v, int64_t numel, int64_t block,
 
 }  // namespace
 
-void fused_adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
-                       torch::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
+void fused_adam_update(at::Tensor& param, const at::Tensor& grad, at::Tensor& exp_avg,
+                       at::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
                        double beta1, double beta2, double eps, double weight_decay) {
   TORCH_CHECK(fused_adam_supported(param, grad) && exp_avg.is_contiguous() &&
                   exp_avg_sq.is_contiguous() && exp_avg.scalar_type() == param.scalar_type() &&

@@ -4,16 +4,16 @@
 // Same operation order as the tensor-op references (adam_update, adam_mini_update_reference);
 // NOTE: LibTorch's vectorised add-with-alpha may use an FMA, so the results agree to rounding,
 // not bit for bit (tests use a tight tolerance).
-#include <torch/torch.h>
+#include <ATen/core/Tensor.h>
 
 namespace blockopt::optim {
 
 // True when the fused loop applies: CPU, float32/float64, contiguous, same dtype.
-bool fused_adam_supported(const torch::Tensor& param, const torch::Tensor& grad);
+bool fused_adam_supported(const at::Tensor& param, const at::Tensor& grad);
 
 // exp_avg: param shape; exp_avg_sq: (numel / block_size,). `step` counts this update.
-void fused_adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg,
-                       torch::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
+void fused_adam_update(at::Tensor& param, const at::Tensor& grad, at::Tensor& exp_avg,
+                       at::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
                        double beta1, double beta2, double eps, double weight_decay);
 
 }  // namespace blockopt::optim

@@ -1,0 +1,347 @@
+// Contract every blockopt optimizer honours: undefined grads skip the parameter, zero_grad,
+// save/load of state and group options (resume == uninterrupted, bit for bit), option
+// validation, NaN gradients refused with state unchanged, state size per the spec's table.
+#include <blockopt/blockopt.h>
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <sstream>
+
+namespace {
+
+namespace bo = blockopt::optim;
+using OptimizerPtr = std::unique_ptr<torch::optim::Optimizer>;
+
+// A tiny GPT-like parameter set (float64): two fallback tensors (embedding, bias), three
+// matrices; Adam-mini head_dim 4.
+bo::NamedParameters make_params(torch::Dtype dtype = torch::kFloat64) {
+  torch::manual_seed(0);
+  bo::NamedParameters named;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"wte.weight", {12, 8}},          {"h.0.attn.wq.weight", {8, 8}},
+      {"h.0.mlp.fc.weight", {16, 8}},   {"h.0.mlp.fc.bias", {16}},
+      {"h.0.mlp.proj.weight", {8, 16}}};
+  for (const auto& [name, shape] : shapes) {
+    named.insert(name, torch::randn(shape, dtype).set_requires_grad(true));
+  }
+  return named;
+}
+
+void set_grads(bo::NamedParameters& named, int64_t step) {
+  torch::manual_seed(1000 + step);
+  for (auto& item : named) item.value().mutable_grad() = torch::randn_like(item.value());
+}
+
+bo::NamedParameters clone_params(const bo::NamedParameters& named) {
+  bo::NamedParameters copy;
+  for (const auto& item : named) {
+    copy.insert(item.key(), item.value().detach().clone().set_requires_grad(true));
+  }
+  return copy;
+}
+
+struct OptimizerCase {
+  std::string name;
+  std::function<OptimizerPtr(const bo::NamedParameters&, double lr)> make;
+  // State elements per parameter after one step (spec memory table).
+  std::function<int64_t(const std::string&, const torch::Tensor&)> state_elements;
+};
+
+int64_t matrix_or(const std::string& name, const torch::Tensor& p, int64_t matrix_elements) {
+  return bo::RoutingRule{}.is_matrix(name, p) ? matrix_elements : 2 * p.numel();
+}
+
+std::vector<OptimizerCase> optimizer_cases() {
+  return {
+      {"adamw",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         std::vector<torch::Tensor> params;
+         for (const auto& item : n) params.push_back(item.value());
+         return std::make_unique<bo::AdamW>(params, bo::AdamWOptions(lr));
+       },
+       [](const std::string&, const torch::Tensor& p) { return 2 * p.numel(); }},
+      {"adam_mini",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         return std::make_unique<bo::AdamMini>(n, bo::AdamMiniOptions(lr).head_dim(4).weight_decay(0.1));
+       },
+       [](const std::string& name, const torch::Tensor& p) -> int64_t {
+         if (p.dim() < 2) return p.numel() + 1;
+         if (name.find("wq") != std::string::npos) return p.numel() + p.size(0) / 4;
+         return p.numel() + p.size(0);
+       }},
+      {"muon",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         return std::make_unique<bo::Muon>(n, bo::MuonOptions(lr).weight_decay(0.01));
+       },
+       [](const std::string& name, const torch::Tensor& p) { return matrix_or(name, p, p.numel()); }},
+      {"normuon",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         return std::make_unique<bo::NorMuon>(n, bo::NorMuonOptions(lr).weight_decay(0.01));
+       },
+       [](const std::string& name, const torch::Tensor& p) {
+         return matrix_or(name, p, p.numel() + p.size(0));
+       }},
+      {"asgo",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         return std::make_unique<bo::ASGO>(n, bo::ASGOOptions(lr));
+       },
+       [](const std::string& name, const torch::Tensor& p) {
+         const auto k = std::min(p.size(0), p.numel() / p.size(0));
+         return matrix_or(name, p, p.numel() + k * k);
+       }},
+  };
+}
+
+class OptimContract : public ::testing::TestWithParam<OptimizerCase> {};
+
+TEST_P(OptimContract, UndefinedGradSkipsParameter) {
+  auto named = make_params();
+  auto optimizer = GetParam().make(named, 1e-2);
+  set_grads(named, 1);
+  auto& skipped = named["h.0.mlp.fc.weight"];
+  skipped.mutable_grad() = torch::Tensor();
+  const auto before = skipped.detach().clone();
+  optimizer->step();
+  EXPECT_TRUE(torch::equal(skipped.detach(), before));
+  EXPECT_EQ(optimizer->state().count(c10::guts::to_string(skipped.unsafeGetTensorImpl())), 0u);
+  EXPECT_EQ(optimizer->state().size(), named.size() - 1);
+}
+
+TEST_P(OptimContract, ZeroGradClearsGradients) {
+  auto named = make_params();
+  auto optimizer = GetParam().make(named, 1e-2);
+  set_grads(named, 1);
+  optimizer->step();
+  optimizer->zero_grad();
+  for (const auto& item : named) {
+    const auto& g = item.value().grad();
+    EXPECT_TRUE(!g.defined() || g.abs().max().item<double>() == 0.0) << item.key();
+  }
+}
+
+TEST_P(OptimContract, SaveLoadResumesBitForBitIncludingGroupOptions) {
+  auto named = make_params();
+  auto optimizer = GetParam().make(named, 1e-2);
+  for (int64_t t = 1; t <= 3; ++t) {
+    set_grads(named, t);
+    optimizer->step();
+  }
+  std::stringstream buffer;
+  {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    archive.save_to(buffer);
+  }
+  auto resumed_params = clone_params(named);
+  auto resumed = GetParam().make(resumed_params, 0.5);  // different lr: load must restore it
+  {
+    torch::serialize::InputArchive archive;
+    archive.load_from(buffer);
+    resumed->load(archive);
+  }
+  ASSERT_EQ(resumed->param_groups().size(), optimizer->param_groups().size());
+  for (size_t g = 0; g < optimizer->param_groups().size(); ++g) {
+    EXPECT_EQ(resumed->param_groups()[g].options().get_lr(),
+              optimizer->param_groups()[g].options().get_lr());
+  }
+  for (int64_t t = 4; t <= 6; ++t) {
+    if (t == 5) {  // an lr change after loading (a schedule) acts identically
+      for (auto* opt : {optimizer.get(), resumed.get()}) {
+        for (auto& group : opt->param_groups()) group.options().set_lr(group.options().get_lr() * 0.5);
+      }
+    }
+    set_grads(named, t);
+    set_grads(resumed_params, t);
+    optimizer->step();
+    resumed->step();
+  }
+  for (const auto& item : named) {
+    EXPECT_TRUE(torch::equal(item.value().detach(), resumed_params[item.key()].detach()))
+        << GetParam().name << " " << item.key();
+  }
+}
+
+TEST_P(OptimContract, RejectsNegativeLearningRate) {
+  auto named = make_params();
+  EXPECT_THROW(GetParam().make(named, -1e-3), std::invalid_argument);
+}
+
+TEST_P(OptimContract, NanGradientIsRefusedWithStateUnchanged) {
+  auto named = make_params();
+  auto optimizer = GetParam().make(named, 1e-2);
+  set_grads(named, 1);
+  optimizer->step();
+  const auto before = clone_params(named);
+  const auto bytes = bo::state_bytes(*optimizer);
+  std::stringstream state_before;
+  {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    archive.save_to(state_before);
+  }
+  set_grads(named, 2);
+  named["h.0.mlp.proj.weight"].mutable_grad().select(0, 0).select(0, 0).fill_(std::nan(""));
+  EXPECT_THROW(optimizer->step(), std::runtime_error);
+  for (const auto& item : named) {
+    EXPECT_TRUE(torch::equal(item.value().detach(), before[item.key()].detach())) << item.key();
+  }
+  EXPECT_EQ(bo::state_bytes(*optimizer), bytes);
+  std::stringstream state_after;
+  {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    archive.save_to(state_after);
+  }
+  EXPECT_EQ(state_before.str(), state_after.str());
+}
+
+TEST_P(OptimContract, StateBytesMatchSpecTable) {
+  auto named = make_params();
+  auto optimizer = GetParam().make(named, 1e-2);
+  set_grads(named, 1);
+  optimizer->step();
+  int64_t elements = 0;
+  for (const auto& item : named) elements += GetParam().state_elements(item.key(), item.value());
+  EXPECT_EQ(bo::state_bytes(*optimizer), elements * 8);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optim, OptimContract, ::testing::ValuesIn(optimizer_cases()),
+                         [](const ::testing::TestParamInfo<OptimizerCase>& info) {
+                           return info.param.name;
+                         });
+
+// ---- option validation specific to each optimizer ----
+
+TEST(OptimContractValidation, BetasOutsideUnitInterval) {
+  auto named = make_params();
+  std::vector<torch::Tensor> params;
+  for (const auto& item : named) params.push_back(item.value());
+  EXPECT_THROW(bo::AdamW(params, bo::AdamWOptions().betas({1.0, 0.999})), std::invalid_argument);
+  EXPECT_THROW(bo::AdamMini(named, bo::AdamMiniOptions().head_dim(4).betas({0.9, -0.1})),
+               std::invalid_argument);
+  EXPECT_THROW(bo::Muon(named, bo::MuonOptions().momentum(1.0)), std::invalid_argument);
+  EXPECT_THROW(bo::Muon(named, bo::MuonOptions().fallback_betas({0.9, 1.5})), std::invalid_argument);
+  EXPECT_THROW(bo::NorMuon(named, bo::NorMuonOptions().beta2(1.0)), std::invalid_argument);
+  EXPECT_THROW(bo::ASGO(named, bo::ASGOOptions().beta2(-0.5)), std::invalid_argument);
+}
+
+TEST(OptimContractValidation, OneDimensionalTensorInMatrixGroup) {
+  auto bias = torch::zeros({8}, torch::kFloat64);
+  auto matrix = torch::zeros({8, 4}, torch::kFloat64);
+  std::vector<torch::optim::OptimizerParamGroup> muon_groups;
+  muon_groups.emplace_back(std::vector<torch::Tensor>{matrix, bias});
+  EXPECT_THROW(bo::Muon(std::move(muon_groups)), std::invalid_argument);
+  std::vector<torch::optim::OptimizerParamGroup> normuon_groups;
+  normuon_groups.emplace_back(std::vector<torch::Tensor>{bias});
+  EXPECT_THROW(bo::NorMuon(std::move(normuon_groups)), std::invalid_argument);
+  std::vector<torch::optim::OptimizerParamGroup> asgo_groups;
+  asgo_groups.emplace_back(std::vector<torch::Tensor>{bias});
+  EXPECT_THROW(bo::ASGO(std::move(asgo_groups)), std::invalid_argument);
+  // The same tensor is fine in an explicit fallback group.
+  std::vector<torch::optim::OptimizerParamGroup> ok;
+  ok.emplace_back(std::vector<torch::Tensor>{matrix});
+  ok.emplace_back(std::vector<torch::Tensor>{bias},
+                  std::make_unique<bo::MuonOptions>(bo::MuonOptions(3e-4).use_fallback(true)));
+  EXPECT_NO_THROW(bo::Muon(std::move(ok)));
+}
+
+TEST(OptimContractValidation, HeadDimMustDivideRows) {
+  auto named = make_params();  // wq has 8 rows
+  EXPECT_THROW(bo::AdamMini(named, bo::AdamMiniOptions().head_dim(3)), std::invalid_argument);
+}
+
+// ---- Adam-mini elementwise is AdamW; fused loops agree with the reference tensor ops ----
+
+std::vector<torch::Tensor> run_steps(torch::optim::Optimizer& optimizer, bo::NamedParameters& named,
+                                     int64_t steps) {
+  for (int64_t t = 1; t <= steps; ++t) {
+    set_grads(named, t);
+    optimizer.step();
+  }
+  std::vector<torch::Tensor> values;
+  for (const auto& item : named) values.push_back(item.value().detach().clone());
+  return values;
+}
+
+TEST(OptimAdamMini, ElementwiseEqualsAdamWBitForBit) {
+  for (const bool fused : {true, false}) {
+    auto a = make_params(), b = make_params();
+    std::vector<torch::Tensor> params;
+    for (const auto& item : a) params.push_back(item.value());
+    bo::AdamW adamw(params, bo::AdamWOptions(1e-2).weight_decay(0.1));
+    bo::AdamMini mini(b, bo::AdamMiniOptions(1e-2).weight_decay(0.1).partition("elementwise"));
+    adamw.set_fused(fused);
+    mini.set_fused(fused);
+    const auto x = run_steps(adamw, a, 5), y = run_steps(mini, b, 5);
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(torch::equal(x[i], y[i])) << "fused " << fused << " " << i;
+  }
+}
+
+TEST(OptimFused, FusedLoopsMatchReference) {
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const double tolerance = dtype == torch::kFloat64 ? 1e-14 : 1e-6;
+    for (const std::string which : {"adamw", "adam_mini"}) {
+      auto fused_params = make_params(dtype), reference_params = make_params(dtype);
+      auto build = [&](bo::NamedParameters& named, bool fused) -> OptimizerPtr {
+        if (which == "adamw") {
+          std::vector<torch::Tensor> params;
+          for (const auto& item : named) params.push_back(item.value());
+          auto opt = std::make_unique<bo::AdamW>(params, bo::AdamWOptions(1e-2).weight_decay(0.1));
+          opt->set_fused(fused);
+          return opt;
+        }
+        auto opt = std::make_unique<bo::AdamMini>(named, bo::AdamMiniOptions(1e-2).head_dim(4).weight_decay(0.1));
+        opt->set_fused(fused);
+        return opt;
+      };
+      auto fused = build(fused_params, true), reference = build(reference_params, false);
+      for (int64_t t = 1; t <= 5; ++t) {
+        set_grads(fused_params, t);
+        set_grads(reference_params, t);
+        fused->step();
+        reference->step();
+      }
+      for (const auto& item : fused_params) {
+        const auto& ref = reference_params[item.key()];
+        const double error = (item.value() - ref).abs().max().item<double>() /
+                             ref.abs().max().item<double>();
+        EXPECT_LE(error, tolerance) << which << " " << item.key() << " " << dtype;
+      }
+    }
+  }
+}
+
+TEST(OptimPartition, SummaryAndWholeTensorWarning) {
+  auto named = make_params();
+  auto gpt = bo::make_partition(named, bo::partition_rule("gpt", 4));
+  EXPECT_EQ(gpt[0].block_size, 8);   // wte: one block per row
+  EXPECT_EQ(gpt[1].block_size, 32);  // wq: one block per head (4 rows x 8)
+  EXPECT_FALSE(gpt[3].weight_decay); // bias
+  EXPECT_TRUE(bo::partition_warnings(gpt, named).empty());
+  EXPECT_NE(bo::partition_summary(gpt, named).find("total blocks"), std::string::npos);
+  // nanoGPT's fused c_attn matches no v111 keyword: a whole-tensor block, warned about.
+  bo::NamedParameters nano;
+  nano.insert("h.0.attn.c_attn.weight", torch::zeros({24, 8}));
+  auto v111 = bo::make_partition(nano, bo::partition_rule("v111", 4));
+  EXPECT_EQ(v111[0].block_size, 24 * 8);
+  ASSERT_EQ(bo::partition_warnings(v111, nano).size(), 1u);
+  // Custom rule: any function of (name, tensor).
+  auto custom = bo::make_partition(named, [](const std::string& name, const torch::Tensor& p) {
+    return bo::BlockLayout{name, p.numel(), true};
+  });
+  EXPECT_EQ(custom[2].block_size, 128);
+}
+
+TEST(OptimRouting, DefaultKeywordsAndSummary) {
+  auto named = make_params();
+  bo::RoutingRule rule;
+  auto routed = bo::route_parameters(named, rule);
+  EXPECT_EQ(routed.matrix.size(), 3u);
+  EXPECT_EQ(routed.fallback.size(), 2u);
+  rule.fallback_keywords.push_back("proj");
+  EXPECT_EQ(bo::route_parameters(named, rule).matrix.size(), 2u);
+  EXPECT_NE(bo::routing_summary(named, rule).find("fallback h.0.mlp.proj.weight"), std::string::npos);
+}
+
+}  // namespace
