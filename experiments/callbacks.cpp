@@ -27,7 +27,10 @@ void MetricsLogger::on_step_end(Trainer& trainer, const StepMetrics& m) {
 }
 
 void MetricsLogger::on_eval(Trainer&, const EvalMetrics& m) {
-  writer_.write({{"step", m.step}, {"eval_loss", m.loss}, {"eval_accuracy", m.accuracy}});
+  writer_.write({{"step", m.step},
+                 {"eval_loss", m.loss},
+                 {"eval_accuracy", m.accuracy},
+                 {"wall_time", m.wall_time}});
 }
 
 Checkpointer::Checkpointer(std::filesystem::path path, int64_t every)

@@ -144,6 +144,11 @@ std::vector<ConfigNode> ConfigNode::children(const std::string& key) {
   return result;
 }
 
+void ConfigNode::accept_all_keys() {
+  if (!source_.IsMap()) return;
+  shared_->requested.insert(key_path("*"));  // check_mapping stops here
+}
+
 namespace {
 
 void check_mapping(const YAML::Node& node, const std::string& path,
@@ -156,7 +161,7 @@ void check_mapping(const YAML::Node& node, const std::string& path,
     }
     return;
   }
-  if (!node.IsMap()) return;
+  if (!node.IsMap() || requested.count(join("*"))) return;
   for (const auto& entry : node) {
     const auto key = entry.first.as<std::string>();
     const auto full = join(key);

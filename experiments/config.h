@@ -50,6 +50,9 @@ class ConfigNode {
   void check(bool ok, const std::string& key, const std::string& message) const;
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 
+  // Marks every key of this mapping as known: they are checked by another reader.
+  void accept_all_keys();
+
   // After all reads: any key present in the source but never read is an error.
   void check_no_unknown_keys() const;
 

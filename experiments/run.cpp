@@ -6,6 +6,7 @@
 #include <blockopt/optim/common.h>
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 namespace blockopt::experiments {
 
@@ -35,6 +36,12 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
 
 namespace {
 
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
+}
+
 void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResult& r) {
   nlohmann::json summary = {
       {"name", e.name},
@@ -47,6 +54,7 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
       {"parameters", e.model->parameter_count()},
       {"optimizer_state_bytes", optim::state_bytes(*e.optimizer)},
       {"versions", version_string()},
+      {"peak_rss_bytes", peak_rss_bytes()},
   };
   auto eval_json = [](const EvalMetrics& m) {
     return nlohmann::json{{"step", m.step}, {"loss", m.loss}, {"accuracy", m.accuracy}};
@@ -58,9 +66,17 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
 
 }  // namespace
 
-RunOutcome run_experiment(const RunRequest& request) {
+YAML::Node load_run_config(const RunRequest& request) {
   auto yaml = load_yaml_file(request.config_path);
   for (const auto& assignment : request.overrides) apply_override(yaml, assignment);
+  return yaml;
+}
+
+RunOutcome run_experiment(const RunRequest& request) {
+  return run_experiment(load_run_config(request), request);
+}
+
+RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   // Threads first: they can change floating-point reduction order, so they are config.
   const int threads = yaml["runtime"] && yaml["runtime"]["threads"]
                           ? yaml["runtime"]["threads"].as<int>(0) : 0;

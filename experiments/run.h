@@ -41,6 +41,10 @@ struct RunOutcome {
   bool already_complete = false;
 };
 
+// The config file with the --set overrides applied.
+YAML::Node load_run_config(const RunRequest& request);
+
 RunOutcome run_experiment(const RunRequest& request);
+RunOutcome run_experiment(YAML::Node config, const RunRequest& request);
 
 }  // namespace blockopt::experiments

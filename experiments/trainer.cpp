@@ -72,6 +72,11 @@ double Trainer::global_grad_norm() const {
   return std::sqrt(sum_sq);
 }
 
+double Trainer::elapsed() const {
+  return elapsed_before_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - session_start_).count();
+}
+
 EvalMetrics Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   const bool was_training = model_->is_training();
@@ -85,17 +90,14 @@ EvalMetrics Trainer::evaluate() {
     count += n;
   }
   model_->train(was_training);
-  EvalMetrics metrics{step_, loss_sum / count, correct / count};
+  EvalMetrics metrics{step_, loss_sum / count, correct / count, elapsed()};
   for (auto& cb : callbacks_) cb->on_eval(*this, metrics);
   return metrics;
 }
 
 TrainResult Trainer::run() {
   using Clock = std::chrono::steady_clock;
-  const auto session_start = Clock::now();
-  auto elapsed = [&] {
-    return elapsed_before_ + std::chrono::duration<double>(Clock::now() - session_start).count();
-  };
+  session_start_ = Clock::now();
   TrainResult result;
   model_->train();
   for (auto& cb : callbacks_) cb->on_train_begin(*this);

@@ -43,6 +43,7 @@ struct EvalMetrics {
   int64_t step = 0;
   double loss = 0.0;
   double accuracy = 0.0;
+  double wall_time = 0.0;  // seconds since the run started
 };
 
 struct TrainResult {
@@ -94,6 +95,7 @@ class Trainer {
 
  private:
   void apply_schedule(int64_t step);
+  double elapsed() const;  // wall time of this run, earlier sessions included
   double global_grad_norm() const;
 
   std::shared_ptr<models::Model> model_;
@@ -105,6 +107,7 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   int64_t step_ = 0;
   double elapsed_before_ = 0.0;  // wall time accumulated by earlier sessions of this run
+  std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();
   std::optional<EvalMetrics> best_eval_;
 };
 

@@ -1,7 +1,9 @@
 // The blockopt command line: a thin layer over blockopt_experiments.
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/runtime.h>
+#include <blockopt/experiments/sweep.h>
 #include <blockopt/experiments/verify.h>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +36,10 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--dtype", dtype_name, "float64 or float32")
       ->check(CLI::IsMember({"float64", "float32"}));
 
+  std::string report_dir;
+  auto* report_cmd = app.add_subcommand("report", "(re)build RUN_DIR/report.html");
+  report_cmd->add_option("run_dir", report_dir, "a run or sweep directory")->required();
+
   auto* bench_cmd = app.add_subcommand(
       "bench", "run blockopt_bench; arguments pass through (e.g. --benchmark_filter=AdamW)");
   bench_cmd->prefix_command();
@@ -44,10 +50,35 @@ int main(int argc, char** argv) {
     if (*run_cmd) {
       if (!out_dir.empty()) run.out_dir = out_dir;
       run.progress_bar = !no_progress && isatty(STDERR_FILENO);
-      const auto outcome = ex::run_experiment(run);
+      auto config = ex::load_run_config(run);
+      if (ex::is_sweep(config)) {
+        const auto plan = ex::plan_sweep(config, run.config_path);
+        ex::configure_runtime();
+        // Check every run's config before starting any.
+        for (const auto& r : plan.runs) ex::build_experiment(r.config, run.config_path + " [" + r.id + "]");
+        const auto dir = run.out_dir ? ex::fs::path(*run.out_dir)
+                                     : ex::fs::path(config["output"] && config["output"]["dir"]
+                                                        ? config["output"]["dir"].as<std::string>()
+                                                        : "runs") / plan.name;
+        const auto exe = std::filesystem::canonical("/proc/self/exe").string();
+        const auto outcome = ex::run_sweep(plan, dir, exe);
+        std::cout << "sweep: " << outcome.completed << " completed, " << outcome.diverged
+                  << " diverged, " << outcome.failed << " failed\n"
+                  << "report: " << ex::write_report(dir).string() << "\n";
+        return outcome.failed == 0 ? 0 : 3;
+      }
+      const auto outcome = ex::run_experiment(config, run);
       if (outcome.already_complete) return 0;
       std::cout << "run directory: " << outcome.dir.string() << "\n";
-      return outcome.result.status == ex::TrainResult::Status::Completed ? 0 : 3;
+      if (outcome.result.status == ex::TrainResult::Status::Completed) {
+        std::cout << "report: " << ex::write_report(outcome.dir).string() << "\n";
+        return 0;
+      }
+      return 3;
+    }
+    if (*report_cmd) {
+      std::cout << ex::write_report(report_dir).string() << std::endl;
+      return 0;
     }
     if (*verify_cmd) {
       spdlog::set_level(spdlog::level::warn);

@@ -1,0 +1,233 @@
+#include <blockopt/experiments/report.h>
+#include <blockopt/experiments/svg.h>
+#include <blockopt/experiments/sweep.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+namespace blockopt::experiments {
+
+namespace {
+
+struct Curve {
+  std::vector<double> steps, loss, eval_steps, eval_loss;
+};
+
+Curve read_curve(const fs::path& metrics) {
+  Curve c;
+  if (!fs::exists(metrics)) return c;
+  std::istringstream in(read_file(metrics));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto r = nlohmann::json::parse(line, nullptr, false);
+    if (r.is_discarded()) continue;
+    if (r.contains("loss")) {
+      c.steps.push_back(r["step"].get<double>());
+      c.loss.push_back(r["loss"].get<double>());
+    }
+    if (r.contains("eval_loss")) {
+      c.eval_steps.push_back(r["step"].get<double>());
+      c.eval_loss.push_back(r["eval_loss"].get<double>());
+    }
+  }
+  return c;
+}
+
+std::string number(const nlohmann::json& stats, const char* unit = "") {
+  if (!stats.is_object()) return "&ndash;";
+  if (stats.value("count", 0) > 1) {
+    return fmt::format("{:.4g} &plusmn; {:.2g}{} (n={})", stats["mean"].get<double>(),
+                       stats["std"].get<double>(), unit, stats["count"].get<int>());
+  }
+  return fmt::format("{:.4g}{}", stats["mean"].get<double>(), unit);
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    for (int k = 3; k >= 0; --k) out += table[(v >> (6 * k)) & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = uint8_t(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= uint8_t(bytes[i + 1]) << 8;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? table[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// PNG frames of hessian/ grouped by name without the step (e.g. block_matrix_step00010.png),
+// each group shown with a slider over steps.
+std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
+  const auto dir = run_dir / "hessian";
+  if (!fs::exists(dir)) return "";
+  std::map<std::string, std::vector<fs::path>> groups;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".png") continue;
+    auto stem = entry.path().stem().string();
+    const auto pos = stem.rfind("_step");
+    groups[pos == std::string::npos ? stem : stem.substr(0, pos)].push_back(entry.path());
+  }
+  if (groups.empty()) return "";
+  std::string html = "<h3>Hessian probe</h3>";
+  int g = 0;
+  for (auto& [name, frames] : groups) {
+    std::sort(frames.begin(), frames.end());
+    const auto id = fmt::format("{}h{}", id_prefix, g++);
+    html += fmt::format("<h4>{}</h4><div>", name);
+    for (size_t i = 0; i < frames.size(); ++i) {
+      html += fmt::format(
+          R"(<figure class="{}" style="display:{}"><img src="data:image/png;base64,{}"><figcaption>{}</figcaption></figure>)",
+          id, i + 1 == frames.size() ? "block" : "none", base64(read_file(frames[i])),
+          frames[i].filename().string());
+    }
+    if (frames.size() > 1) {
+      html += fmt::format(
+          R"(<input type="range" min="0" max="{}" value="{}" oninput="var f=document.getElementsByClassName('{}');for(var i=0;i<f.length;i++)f[i].style.display=(i==this.value)?'block':'none'">)",
+          frames.size() - 1, frames.size() - 1, id);
+    }
+    html += "</div>";
+  }
+  return html;
+}
+
+std::string page(const std::string& title, const std::string& body) {
+  return fmt::format(R"(<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{0}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+th{{background:#f4f4f4}}td:first-child{{text-align:left}}img{{max-width:480px;image-rendering:pixelated}}
+.diverged{{color:#b00}}</style></head>
+<body><h1>{0}</h1>
+{1}
+</body></html>
+)",
+                     title, body);
+}
+
+std::string single_run(const fs::path& dir) {
+  auto summary = nlohmann::json::parse(read_file(dir / "summary.json"), nullptr, false);
+  std::string body;
+  if (summary.is_object()) {
+    body += "<table>";
+    for (auto key : {"status", "message", "steps", "final_loss", "wall_time", "parameters",
+                     "optimizer_state_bytes", "peak_rss_bytes", "seed", "versions"}) {
+      if (summary.contains(key)) body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, summary[key].dump());
+    }
+    body += "</table>";
+  }
+  const auto curve = read_curve(dir / "metrics.jsonl");
+  body += svg::line_plot({"loss", "step", "loss", false, true},
+                         {{"train", curve.steps, curve.loss, {}, {}, false},
+                          {"eval", curve.eval_steps, curve.eval_loss, {}, {}, true}});
+  if (fs::exists(dir / "config.resolved.yaml")) {
+    body += "<h3>Resolved config</h3><pre>" + read_file(dir / "config.resolved.yaml") + "</pre>";
+  }
+  return body + hessian_section(dir, "run");
+}
+
+std::string sweep_page(const fs::path& dir) {
+  const auto comparison = compare_sweep(dir);
+  write_file_atomic(dir / "comparison.json", comparison.dump(2) + "\n");
+  const auto index = nlohmann::json::parse(read_file(dir / "sweep.json"));
+  const double target = comparison.value("target_loss", 0.0);
+  std::string body;
+
+  body += "<h2>Best learning rate per optimizer</h2><table><tr><th>optimizer</th><th>lr</th>"
+          "<th>final eval loss</th><th>best eval loss</th><th>steps to target</th>"
+          "<th>time to target (s)</th><th>state bytes</th><th>peak RSS (MiB)</th><th>diverged / failed (all lrs)</th></tr>";
+  std::vector<svg::Series> curves, sensitivity;
+  std::vector<std::string> bar_labels;
+  std::vector<double> bar_values;
+  for (const auto& [label, info] : comparison["optimizers"].items()) {
+    int diverged = 0, failed = 0;
+    svg::Series lr_curve{label, {}, {}, {}, {}, true};
+    for (const auto& cell : info["grid"]) {
+      diverged += cell["diverged"].get<int>();
+      failed += cell["failed"].get<int>();
+      if (cell["final_eval_loss"].is_object()) {
+        lr_curve.x.push_back(cell["lr"]);
+        lr_curve.y.push_back(cell["final_eval_loss"]["mean"]);
+        lr_curve.lo.push_back(cell["final_eval_loss"]["min"]);
+        lr_curve.hi.push_back(cell["final_eval_loss"]["max"]);
+      }
+    }
+    sensitivity.push_back(lr_curve);
+    const auto& best = info["best"];
+    if (!best.is_object()) {
+      body += fmt::format(R"(<tr><td>{}</td><td colspan="7" class="diverged">no learning rate finished on every seed</td><td>{} / {}</td></tr>)",
+                          label, diverged, failed);
+      continue;
+    }
+    nlohmann::json rss = best["peak_rss_bytes"];
+    body += fmt::format(
+        "<tr><td>{}</td><td>{:.3g}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1f}</td><td>{} / {}</td></tr>",
+        label, best["lr"].get<double>(), number(best["final_eval_loss"]), number(best["best_eval_loss"]),
+        number(best["steps_to_target"]), number(best["time_to_target"]),
+        number(best["optimizer_state_bytes"]),
+        rss.is_object() ? rss["max"].get<double>() / (1 << 20) : 0.0, diverged, failed);
+    bar_labels.push_back(label);
+    bar_values.push_back(best["time_to_target"].is_object() ? best["time_to_target"]["mean"].get<double>()
+                                                           : std::nan(""));
+    // Loss curves of the best lr: mean over seeds with a min/max band.
+    std::map<double, std::vector<double>> by_step;
+    for (const auto& run : index["runs"]) {
+      if (run["optimizer"] != label || run["lr_multiplier"] != best["lr_multiplier"]) continue;
+      const auto curve = read_curve(dir / "runs" / run["id"].get<std::string>() / "metrics.jsonl");
+      for (size_t i = 0; i < curve.steps.size(); ++i) by_step[curve.steps[i]].push_back(curve.loss[i]);
+    }
+    svg::Series s{fmt::format("{} (lr {:.3g})", label, best["lr"].get<double>()), {}, {}, {}, {}, false};
+    for (const auto& [step, values] : by_step) {
+      double sum = 0;
+      for (double v : values) sum += v;
+      s.x.push_back(step);
+      s.y.push_back(sum / values.size());
+      s.lo.push_back(*std::min_element(values.begin(), values.end()));
+      s.hi.push_back(*std::max_element(values.begin(), values.end()));
+    }
+    curves.push_back(s);
+  }
+  body += "</table>";
+  body += svg::line_plot({"training loss at the best lr (mean, min-max band over seeds)", "step", "loss", false, true}, curves);
+  body += svg::line_plot({"lr sensitivity: final eval loss (mean, min-max over seeds)", "learning rate", "final eval loss", true, true},
+                         sensitivity);
+  if (target > 0.0) {
+    body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
+  }
+  body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
+  for (const auto& run : comparison["runs"]) {
+    const std::string status = run["status"];
+    body += fmt::format(R"(<tr><td>{}</td><td class="{}">{}</td><td>{}</td></tr>)", run["id"].get<std::string>(),
+                        status == "completed" ? "" : "diverged", status, run["message"].get<std::string>());
+  }
+  body += "</table>";
+  for (const auto& run : index["runs"]) {
+    const auto section = hessian_section(dir / "runs" / run["id"].get<std::string>(), run["id"].get<std::string>());
+    if (!section.empty()) body += "<h2>" + run["id"].get<std::string>() + "</h2>" + section;
+  }
+  return body;
+}
+
+}  // namespace
+
+fs::path write_report(const fs::path& run_dir) {
+  const bool sweep = fs::exists(run_dir / "sweep.json");
+  if (!sweep && !fs::exists(run_dir / "summary.json")) {
+    throw std::runtime_error(run_dir.string() + " is not a run directory (no summary.json or sweep.json)");
+  }
+  const auto body = sweep ? sweep_page(run_dir) : single_run(run_dir);
+  const auto path = run_dir / "report.html";
+  write_file_atomic(path, page("blockopt report: " + run_dir.filename().string(), body));
+  return path;
+}
+
+}  // namespace blockopt::experiments

@@ -1,0 +1,290 @@
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/sweep.h>
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace blockopt::experiments {
+
+bool is_sweep(const YAML::Node& config) { return config.IsMap() && config["sweep"]; }
+
+namespace {
+
+// Scales every learning rate of an optimizer section (its own and its fallback's).
+void scale_lrs(YAML::Node optimizer, double multiplier) {
+  if (optimizer["lr"]) optimizer["lr"] = fmt::format("{}", optimizer["lr"].as<double>() * multiplier);
+  if (optimizer["fallback"] && optimizer["fallback"]["lr"]) {
+    optimizer["fallback"]["lr"] =
+        fmt::format("{}", optimizer["fallback"]["lr"].as<double>() * multiplier);
+  }
+}
+
+std::string run_id(const std::string& label, double multiplier, uint64_t seed) {
+  return fmt::format("{}-lr{}x-s{}", label, multiplier, seed);
+}
+
+}  // namespace
+
+SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
+  // Only the sweep section is read here; the rest is checked by each run.
+  YAML::Node sweep_only(YAML::NodeType::Map);
+  sweep_only["sweep"] = config["sweep"];
+  auto root = ConfigNode::root(sweep_only, origin);
+  auto sweep = root.child("sweep");
+  SweepPlan plan;
+  plan.name = config["name"] ? config["name"].as<std::string>() : "";
+  if (plan.name.empty()) throw ConfigError(origin + ": name: required key is missing");
+  plan.parallel = sweep.get<int>("parallel", 1);
+  sweep.check(plan.parallel >= 1, "parallel", "must be >= 1");
+  plan.target_loss = sweep.get<double>("target_loss", 0.0);
+  sweep.check(plan.target_loss >= 0.0, "target_loss", "must be >= 0 (0 = none)");
+  auto multipliers = sweep.get<std::vector<double>>("lr_multipliers", {1.0});
+  for (double m : multipliers) sweep.check(m > 0.0, "lr_multipliers", "every multiplier must be > 0");
+  auto seeds = sweep.get<std::vector<uint64_t>>("seeds", {config["seed"] ? config["seed"].as<uint64_t>() : 0});
+  sweep.check(!seeds.empty(), "seeds", "needs at least one seed");
+
+  // Optimizer entries: each a full optimizer section, plus an optional label.
+  std::vector<std::pair<std::string, YAML::Node>> optimizers;
+  if (sweep.has("optimizers")) {
+    std::set<std::string> labels;
+    for (auto& entry : sweep.children("optimizers")) {
+      // The optimizer keys are checked when each run is built; here only label and name.
+      const auto& source = config["sweep"]["optimizers"][optimizers.size()];
+      YAML::Node section = YAML::Clone(source);
+      const std::string label = section["label"] ? section["label"].as<std::string>()
+                                : section["name"] ? section["name"].as<std::string>() : "";
+      entry.check(!label.empty(), "name", "every optimizer entry needs a name");
+      entry.check(labels.insert(label).second, "label",
+                  "duplicate optimizer label '" + label + "' (add label: to tell them apart)");
+      section.remove("label");
+      optimizers.emplace_back(label, section);
+      entry.accept_all_keys();  // the optimizer keys are validated by each run
+    }
+  } else {
+    sweep.check(bool(config["optimizer"]), "optimizers", "no optimizers: and no top-level optimizer:");
+    optimizers.emplace_back(config["optimizer"]["name"].as<std::string>("optimizer"),
+                            YAML::Clone(config["optimizer"]));
+  }
+  root.check_no_unknown_keys();
+
+  for (const auto& [label, section] : optimizers) {
+    for (double multiplier : multipliers) {
+      for (uint64_t seed : seeds) {
+        SweepRun run;
+        run.id = run_id(label, multiplier, seed);
+        run.optimizer_label = label;
+        run.lr_multiplier = multiplier;
+        run.seed = seed;
+        run.config = YAML::Clone(config);
+        run.config.remove("sweep");
+        run.config["name"] = run.id;
+        run.config["seed"] = seed;
+        run.config["optimizer"] = YAML::Clone(section);
+        scale_lrs(run.config["optimizer"], multiplier);
+        plan.runs.push_back(run);
+      }
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+std::string yaml_text(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << node;
+  return std::string(out.c_str()) + "\n";
+}
+
+nlohmann::json read_json_or_null(const fs::path& path) {
+  if (!fs::exists(path)) return nullptr;
+  auto parsed = nlohmann::json::parse(read_file(path), nullptr, false);
+  return parsed.is_discarded() ? nlohmann::json(nullptr) : parsed;
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe) {
+  fs::create_directories(dir / "runs");
+  nlohmann::json index = {{"name", plan.name}, {"target_loss", plan.target_loss}, {"runs", nlohmann::json::array()}};
+  for (const auto& run : plan.runs) {
+    index["runs"].push_back({{"id", run.id}, {"optimizer", run.optimizer_label},
+                             {"lr_multiplier", run.lr_multiplier}, {"seed", run.seed},
+                             {"lr", run.config["optimizer"]["lr"] ? run.config["optimizer"]["lr"].as<double>() : 0.0}});
+  }
+  write_file_atomic(dir / "sweep.json", index.dump(2) + "\n");
+
+  // Runs still to do; each writes its config where `blockopt run` expects it.
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < plan.runs.size(); ++i) {
+    const auto run_dir = dir / "runs" / plan.runs[i].id;
+    auto summary = read_json_or_null(run_dir / "summary.json");
+    if (summary.is_object() && summary.value("status", "") == "completed") continue;
+    fs::create_directories(run_dir);
+    write_file_atomic(run_dir / "config.yaml", yaml_text(plan.runs[i].config));
+    todo.push_back(i);
+  }
+  spdlog::info("sweep {}: {} runs, {} to do, {} at a time", plan.name, plan.runs.size(), todo.size(),
+               plan.parallel);
+
+  std::map<pid_t, size_t> active;
+  std::map<size_t, int> exit_codes;
+  auto reap_one = [&] {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid <= 0 || !active.count(pid)) return;
+    exit_codes[active[pid]] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    active.erase(pid);
+  };
+  for (size_t i : todo) {
+    while (static_cast<int>(active.size()) >= plan.parallel) reap_one();
+    const auto run_dir = dir / "runs" / plan.runs[i].id;
+    spdlog::info("sweep {}: starting {}", plan.name, plan.runs[i].id);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const auto log = (run_dir / "run.log").string();
+      if (!freopen(log.c_str(), "a", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
+      const auto config_path = (run_dir / "config.yaml").string();
+      const auto out = run_dir.string();
+      execl(blockopt_exe.c_str(), blockopt_exe.c_str(), "run", config_path.c_str(), "--out",
+            out.c_str(), "--no-progress", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    if (pid < 0) throw std::runtime_error("sweep: fork failed");
+    active[pid] = i;
+  }
+  while (!active.empty()) reap_one();
+
+  SweepOutcome outcome;
+  outcome.dir = dir;
+  for (size_t i = 0; i < plan.runs.size(); ++i) {
+    const auto run_dir = dir / "runs" / plan.runs[i].id;
+    auto summary = read_json_or_null(run_dir / "summary.json");
+    const std::string status = summary.is_object() ? summary.value("status", "failed") : "failed";
+    if (status == "completed") ++outcome.completed;
+    else if (status == "diverged") ++outcome.diverged;
+    else {
+      ++outcome.failed;
+      // A crash leaves no summary: record it (with the exit code) so it is never dropped.
+      nlohmann::json failed = {{"name", plan.runs[i].id}, {"status", "failed"},
+                               {"message", fmt::format("process exited with code {}; see run.log",
+                                                       exit_codes.count(i) ? exit_codes[i] : -1)}};
+      write_file_atomic(run_dir / "summary.json", failed.dump(2) + "\n");
+    }
+  }
+  write_file_atomic(dir / "comparison.json", compare_sweep(dir).dump(2) + "\n");
+  return outcome;
+}
+
+namespace {
+
+struct Stats {
+  double mean = 0, std = 0, min = 0, max = 0;
+  int count = 0;
+};
+
+nlohmann::json stats_json(std::vector<double> values) {
+  if (values.empty()) return nullptr;
+  const double n = static_cast<double>(values.size());
+  const double mean = std::accumulate(values.begin(), values.end(), 0.0) / n;
+  double var = 0.0;
+  for (double v : values) var += (v - mean) * (v - mean);
+  // Sample standard deviation across seeds (0 for one seed).
+  const double std = values.size() > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+  return {{"mean", mean}, {"std", std}, {"min", *std::min_element(values.begin(), values.end())},
+          {"max", *std::max_element(values.begin(), values.end())}, {"count", values.size()}};
+}
+
+// First evaluation whose loss is <= target: (step, wall time).
+std::optional<std::pair<int64_t, double>> time_to_target(const fs::path& metrics, double target) {
+  if (target <= 0.0 || !fs::exists(metrics)) return std::nullopt;
+  std::istringstream in(read_file(metrics));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto record = nlohmann::json::parse(line, nullptr, false);
+    if (record.is_discarded() || !record.contains("eval_loss")) continue;
+    if (record["eval_loss"].get<double>() <= target) {
+      return std::make_pair(record["step"].get<int64_t>(), record.value("wall_time", 0.0));
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+nlohmann::json compare_sweep(const fs::path& dir) {
+  const auto index = nlohmann::json::parse(read_file(dir / "sweep.json"));
+  const double target = index.value("target_loss", 0.0);
+  // (optimizer, multiplier) -> per-seed values
+  struct Cell {
+    double lr = 0.0;
+    std::vector<double> final_eval, best_eval, steps_to_target, time_to_target, peak_rss, state_bytes;
+    int completed = 0, diverged = 0, failed = 0, missed_target = 0;
+  };
+  std::map<std::string, std::map<double, Cell>> cells;
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& run : index["runs"]) {
+    const auto run_dir = dir / "runs" / run["id"].get<std::string>();
+    auto summary = read_json_or_null(run_dir / "summary.json");
+    auto& cell = cells[run["optimizer"]][run["lr_multiplier"].get<double>()];
+    cell.lr = run["lr"];
+    const std::string status = summary.is_object() ? summary.value("status", "missing") : "missing";
+    runs.push_back({{"id", run["id"]}, {"status", status},
+                    {"message", summary.is_object() ? summary.value("message", "") : "no summary"}});
+    if (status == "completed") {
+      ++cell.completed;
+      if (summary.contains("final_eval")) cell.final_eval.push_back(summary["final_eval"]["loss"]);
+      if (summary.contains("best_eval")) cell.best_eval.push_back(summary["best_eval"]["loss"]);
+      cell.peak_rss.push_back(summary.value("peak_rss_bytes", 0.0));
+      cell.state_bytes.push_back(summary.value("optimizer_state_bytes", 0.0));
+      if (auto hit = time_to_target(run_dir / "metrics.jsonl", target)) {
+        cell.steps_to_target.push_back(static_cast<double>(hit->first));
+        cell.time_to_target.push_back(hit->second);
+      } else if (target > 0.0) {
+        ++cell.missed_target;
+      }
+    } else if (status == "diverged") {
+      ++cell.diverged;
+    } else {
+      ++cell.failed;
+    }
+  }
+  nlohmann::json optimizers = nlohmann::json::object();
+  for (const auto& [label, by_multiplier] : cells) {
+    nlohmann::json grid = nlohmann::json::array();
+    double best_mean = std::numeric_limits<double>::infinity();
+    nlohmann::json best;
+    for (const auto& [multiplier, cell] : by_multiplier) {
+      nlohmann::json entry = {
+          {"lr_multiplier", multiplier}, {"lr", cell.lr}, {"completed", cell.completed},
+          {"diverged", cell.diverged}, {"failed", cell.failed}, {"missed_target", cell.missed_target},
+          {"final_eval_loss", stats_json(cell.final_eval)}, {"best_eval_loss", stats_json(cell.best_eval)},
+          {"steps_to_target", stats_json(cell.steps_to_target)},
+          {"time_to_target", stats_json(cell.time_to_target)},
+          {"peak_rss_bytes", stats_json(cell.peak_rss)},
+          {"optimizer_state_bytes", stats_json(cell.state_bytes)}};
+      // The best lr must have every seed finished: a diverged seed disqualifies it.
+      if (!cell.final_eval.empty() && cell.diverged == 0 && cell.failed == 0 &&
+          entry["final_eval_loss"]["mean"].get<double>() < best_mean) {
+        best_mean = entry["final_eval_loss"]["mean"];
+        best = entry;
+      }
+      grid.push_back(entry);
+    }
+    optimizers[label] = {{"grid", grid}, {"best", best}};
+  }
+  return {{"name", index["name"]}, {"target_loss", target}, {"optimizers", optimizers}, {"runs", runs}};
+}
+
+}  // namespace blockopt::experiments

@@ -1,0 +1,50 @@
+#pragma once
+// A sweep: one config expanded into a grid of runs (optimizer x lr multiplier x seed), each
+// run in its own process and run directory, then compared (seed spread, steps and wall time
+// to a target loss, lr sensitivity, memory).
+#include <blockopt/experiments/run_dir.h>
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+namespace blockopt::experiments {
+
+struct SweepRun {
+  std::string id;               // directory name under <sweep>/runs/
+  std::string optimizer_label;  // label of the optimizer entry (default: its name)
+  double lr_multiplier = 1.0;
+  uint64_t seed = 0;
+  YAML::Node config;            // the complete config of this run
+};
+
+struct SweepPlan {
+  std::string name;
+  std::vector<SweepRun> runs;
+  int parallel = 1;
+  double target_loss = 0.0;  // 0 = no target
+};
+
+// True when the config has a `sweep:` section.
+bool is_sweep(const YAML::Node& config);
+
+// Expands the `sweep:` section; errors name the YAML path and line.
+SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin);
+
+struct SweepOutcome {
+  fs::path dir;
+  int completed = 0, diverged = 0, failed = 0;
+};
+
+// Runs every run not yet complete (a re-run resumes the sweep), `plan.parallel` processes at
+// a time, by executing `blockopt_exe run <dir>/config.yaml --out <dir>`. Crashed and
+// diverged runs are recorded as such in sweep.json, never dropped. Then writes
+// comparison.json.
+SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe);
+
+// Aggregates the finished runs of a sweep directory into comparison.json (also used by
+// `blockopt report`).
+nlohmann::json compare_sweep(const fs::path& dir);
+
+}  // namespace blockopt::experiments

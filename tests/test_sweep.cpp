@@ -1,0 +1,144 @@
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/report.h>
+#include <blockopt/experiments/run.h>
+#include <blockopt/experiments/sweep.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace ex = blockopt::experiments;
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+namespace {
+
+const char* kSweep = R"(name: s
+data: {type: gaussian, samples: 64, dim: 4, classes: 3}
+model: {type: linear}
+train: {steps: 3}
+sweep:
+  optimizers:
+    - {name: muon, lr: 0.02, fallback: {lr: 0.004}}
+    - {name: adamw, lr: 0.001}
+    - {name: adamw, lr: 0.01, label: adamw-big}
+  lr_multipliers: [0.5, 2]
+  seeds: [0, 1]
+  target_loss: 1.0
+)";
+
+fs::path fresh_dir(const std::string& name) {
+  auto dir = fs::temp_directory_path() / ("blockopt_sweep_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string plan_error(const std::string& yaml) {
+  try {
+    ex::plan_sweep(YAML::Load(yaml), "sweep.yaml");
+  } catch (const ex::ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error for\n" << yaml;
+  return {};
+}
+
+}  // namespace
+
+TEST(SweepTest, ExpandsOptimizersLrMultipliersAndSeeds) {
+  const auto plan = ex::plan_sweep(YAML::Load(kSweep), "sweep.yaml");
+  ASSERT_EQ(plan.runs.size(), 3u * 2u * 2u);
+  EXPECT_DOUBLE_EQ(plan.target_loss, 1.0);
+  const auto& first = plan.runs.front();
+  EXPECT_EQ(first.id, "muon-lr0.5x-s0");
+  EXPECT_EQ(first.config["seed"].as<uint64_t>(), 0u);
+  // Every lr of the optimizer section is scaled, the fallback's too.
+  EXPECT_DOUBLE_EQ(first.config["optimizer"]["lr"].as<double>(), 0.01);
+  EXPECT_DOUBLE_EQ(first.config["optimizer"]["fallback"]["lr"].as<double>(), 0.002);
+  EXPECT_FALSE(first.config["sweep"]);
+  const auto& last = plan.runs.back();
+  EXPECT_EQ(last.id, "adamw-big-lr2x-s1");
+  EXPECT_FALSE(last.config["optimizer"]["label"]);  // label is the sweep's, not the optimizer's
+  EXPECT_DOUBLE_EQ(last.config["optimizer"]["lr"].as<double>(), 0.02);
+  // Each expanded run is a valid run config.
+  for (const auto& run : plan.runs) EXPECT_NO_THROW(ex::build_experiment(run.config, run.id));
+}
+
+TEST(SweepTest, ConfigErrorsNameTheSweepKey) {
+  EXPECT_THAT(plan_error("name: s\noptimizer: {name: adamw}\nsweep: {seedz: [1]}\n"),
+              HasSubstr("sweep.seedz (line 3): unknown key"));
+  EXPECT_THAT(plan_error("name: s\nsweep:\n  optimizers: [{name: adamw}, {name: adamw}]\n"),
+              HasSubstr("duplicate optimizer label 'adamw'"));
+  EXPECT_THAT(plan_error("name: s\noptimizer: {name: adamw}\nsweep: {lr_multipliers: [1, -2]}\n"),
+              HasSubstr("sweep.lr_multipliers"));
+}
+
+TEST(SweepTest, ComparisonAggregatesSeedsAndRecordsFailures) {
+  const auto dir = fresh_dir("compare");
+  nlohmann::json index = {{"name", "s"}, {"target_loss", 1.0}, {"runs", nlohmann::json::array()}};
+  // adamw at multiplier 1: two seeds finish; at multiplier 2 one seed diverges.
+  struct Fake { std::string id; double mult; std::string status; double final_loss; double hit_step; };
+  std::vector<Fake> runs = {{"a-1-s0", 1, "completed", 0.8, 20},
+                            {"a-1-s1", 1, "completed", 1.2, -1},
+                            {"a-2-s0", 2, "completed", 0.5, 10},
+                            {"a-2-s1", 2, "diverged", 0, -1}};
+  for (const auto& r : runs) {
+    index["runs"].push_back({{"id", r.id}, {"optimizer", "adamw"}, {"lr_multiplier", r.mult},
+                             {"seed", 0}, {"lr", 0.001 * r.mult}});
+    const auto run_dir = dir / "runs" / r.id;
+    fs::create_directories(run_dir);
+    nlohmann::json summary = {{"status", r.status}, {"message", r.status == "diverged" ? "loss is NaN" : ""},
+                              {"optimizer_state_bytes", 100}, {"peak_rss_bytes", 1 << 20}};
+    if (r.status == "completed") summary["final_eval"] = {{"loss", r.final_loss}, {"step", 30}};
+    ex::write_file_atomic(run_dir / "summary.json", summary.dump());
+    std::string metrics = R"({"step":10,"eval_loss":1.5,"wall_time":1.0})" "\n";
+    if (r.hit_step > 0) {
+      metrics += nlohmann::json{{"step", r.hit_step}, {"eval_loss", 0.9}, {"wall_time", r.hit_step / 10}}.dump() + "\n";
+    }
+    ex::write_file_atomic(run_dir / "metrics.jsonl", metrics);
+  }
+  ex::write_file_atomic(dir / "sweep.json", index.dump());
+  const auto c = ex::compare_sweep(dir);
+  const auto& grid = c["optimizers"]["adamw"]["grid"];
+  ASSERT_EQ(grid.size(), 2u);
+  EXPECT_DOUBLE_EQ(grid[0]["final_eval_loss"]["mean"].get<double>(), 1.0);
+  EXPECT_NEAR(grid[0]["final_eval_loss"]["std"].get<double>(), std::sqrt(0.08), 1e-12);
+  EXPECT_EQ(grid[0]["missed_target"], 1);
+  EXPECT_DOUBLE_EQ(grid[0]["steps_to_target"]["mean"].get<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(grid[0]["time_to_target"]["mean"].get<double>(), 2.0);
+  EXPECT_EQ(grid[1]["diverged"], 1);
+  // The lower loss at multiplier 2 does not count: one of its seeds diverged.
+  EXPECT_DOUBLE_EQ(c["optimizers"]["adamw"]["best"]["lr_multiplier"].get<double>(), 1.0);
+  EXPECT_EQ(c["runs"][3]["status"], "diverged");
+
+  const auto report = ex::write_report(dir);
+  const auto html = ex::read_file(report);
+  EXPECT_THAT(html, HasSubstr("<svg"));
+  EXPECT_THAT(html, HasSubstr("a-2-s1"));
+  EXPECT_THAT(html, HasSubstr("loss is NaN"));
+  EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg"));  // no network links
+  EXPECT_TRUE(fs::exists(dir / "comparison.json"));
+}
+
+// Renders a report in headless Chromium (skipped when Chromium is absent) and checks the DOM.
+TEST(ReportTest, RendersInHeadlessChromium) {
+  if (!fs::exists("/usr/bin/chromium")) GTEST_SKIP() << "chromium not installed";
+  const auto dir = fresh_dir("render");
+  ex::write_file_atomic(dir / "summary.json", R"({"status":"completed","steps":2})");
+  ex::write_file_atomic(dir / "metrics.jsonl",
+                        "{\"step\":1,\"loss\":2.0}\n{\"step\":2,\"loss\":1.5}\n{\"step\":2,\"eval_loss\":1.6}\n");
+  const auto report = ex::write_report(dir);
+  const auto dom = dir / "dom.html";
+  const std::string command =
+      "/usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
+      (dir / "profile").string() + " --dump-dom file://" + report.string() + " > " + dom.string() +
+      " 2>/dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const auto html = ex::read_file(dom);
+  EXPECT_THAT(html, HasSubstr("<polyline"));
+  EXPECT_THAT(html, HasSubstr("completed"));
+}
