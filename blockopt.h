@@ -1,5 +1,8 @@
 #pragma once
 // Umbrella header: the whole core library (optimizers, Hessian probe, models).
+#include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/operator.h>
+#include <blockopt/hessian/partition.h>
 #include <blockopt/models/mlp.h>
 #include <blockopt/optim/adam_mini.h>
 #include <blockopt/optim/adamw.h>

@@ -29,6 +29,7 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"));
   e.trainer = read_trainer_options(root.child("train"));
   e.schedule = read_schedule(root.child("schedule"), e.trainer.steps);
+  e.probes = read_probe_specs(root.children("probes"));
   root.check_no_unknown_keys();
   e.resolved_yaml = root.resolved_yaml();
   return e;
@@ -107,6 +108,10 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
   trainer.add_callback(
       std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
+  if (!experiment.probes.empty()) {
+    trainer.add_callback(
+        std::make_shared<HessianProbe>(experiment.probes, dir.hessian_dir(), experiment.seed));
+  }
   if (request.progress_bar) {
     trainer.add_callback(std::make_shared<ProgressBar>());
   } else {

@@ -1,6 +1,7 @@
 #pragma once
 // One run end to end: config -> model, data, optimizer, trainer -> run directory.
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run_dir.h>
 #include <blockopt/experiments/trainer.h>
 
@@ -22,6 +23,9 @@ struct Experiment {
   std::shared_ptr<torch::optim::Optimizer> optimizer;
   LrSchedule schedule;
   TrainerOptions trainer;
+  // Hessian probes; run_experiment turns them into one HessianProbe callback writing to the
+  // run directory's hessian/ (the directory is only known there).
+  std::vector<ProbeSpec> probes;
 };
 
 // `origin` names the source in error messages (the file path).

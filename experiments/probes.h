@@ -1,0 +1,71 @@
+#pragma once
+// Hessian probes as trainer callbacks: at chosen steps compute block norms, the full Hessian,
+// Lanczos top eigenvalues, Hutchinson estimates or SLQ spectra on the data's evaluation set
+// and write them under RunDirectory::hessian_dir(): one JSON line per probe step in
+// probes.jsonl, .npy arrays and PNG heatmaps / histograms named <type>_<step>_*.
+// A probe never changes training: it draws from its own generator, restores the global RNG
+// and the train/eval mode, and leaves parameters and .grad() untouched.
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/run_dir.h>
+#include <blockopt/experiments/trainer.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace blockopt::experiments {
+
+struct ProbeSpec {
+  std::string type;             // block_norms | full_hessian | lanczos | hutchinson | slq
+  int64_t every = 0;            // probe at steps 0, every, 2 every, ... (0 = use `steps`)
+  std::vector<int64_t> steps;   // explicit probe steps (0 = at initialisation)
+  std::string partition = "per_tensor";  // per_tensor | per_row | per_head
+  int64_t head_dim = 0;         // for per_head
+  int64_t samples = 8;          // Hutchinson samples per block / SLQ start vectors
+  int64_t top_k = 5;
+  int64_t lanczos_steps = 30;
+  std::string dtype = "float64";  // float64 | float32 (bias-free MLPs; others use the model's)
+  int64_t full_limit = 10000;   // block_norms: exact from the full H up to this many params
+  int64_t save_limit = 2048;    // full H written as .npy up to this many params
+
+  bool due(int64_t step) const;
+};
+
+// Reads the `probes:` list; errors name the YAML path and line.
+std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes);
+
+class HessianProbe : public Callback {
+ public:
+  HessianProbe(std::vector<ProbeSpec> specs, std::filesystem::path dir, uint64_t seed);
+  void on_train_begin(Trainer& trainer) override;  // probes due at the current step (e.g. 0)
+  void on_step_end(Trainer& trainer, const StepMetrics& m) override;
+
+  // Runs every probe due at `step` now.
+  void probe(Trainer& trainer, int64_t step);
+
+ private:
+  std::vector<ProbeSpec> specs_;
+  std::filesystem::path dir_;
+  uint64_t seed_;
+  std::unique_ptr<JsonlWriter> writer_;
+};
+
+// numpy .npy (format 1.0, little-endian, C order) of a float32/float64/int64 tensor.
+void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor);
+// Heatmap PNG of a matrix (downsampled by max-pooling to at most max_side pixels) with a
+// colour bar on the right; `log_scale` maps log10 of the values. Returns the [lo, hi] range.
+std::pair<double, double> write_heatmap_png(const std::filesystem::path& path,
+                                            const torch::Tensor& matrix, bool log_scale,
+                                            int64_t max_side = 800);
+
+// Marchenko-Pastur law fitted by moments (mean = sigma^2, variance = q sigma^4) to a set of
+// eigenvalues, with the histogram and the fitted density at the bin centres.
+struct MarchenkoPasturFit {
+  double sigma2 = 0.0;
+  double ratio = 0.0;  // q
+  torch::Tensor edges, counts, density;  // (bins + 1), (bins), (bins) fitted pdf x count scale
+};
+MarchenkoPasturFit fit_marchenko_pastur(const torch::Tensor& eigenvalues, int64_t bins = 60);
+void write_histogram_png(const std::filesystem::path& path, const MarchenkoPasturFit& fit);
+
+}  // namespace blockopt::experiments

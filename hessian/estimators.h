@@ -1,0 +1,80 @@
+#pragma once
+// Matrix-free estimators on a symmetric operator v -> H v: Hutchinson block norms, Lanczos
+// (full reorthogonalisation), top eigenvalues, trace (Hutchinson, Hutch++), stochastic
+// Lanczos quadrature densities, and the Jensen-Shannon distance between spectra.
+#include <blockopt/hessian/operator.h>
+#include <blockopt/hessian/partition.h>
+
+#include <torch/torch.h>
+
+#include <functional>
+
+namespace blockopt::hessian {
+
+using MatVec = std::function<torch::Tensor(const torch::Tensor&)>;  // (P) -> (P)
+
+MatVec as_matvec(HessianOperator& op);
+MatVec as_matvec(const torch::Tensor& matrix);
+// v_b -> (H v)_b for v supported on `block`: the principal block H_bb as an operator.
+MatVec restrict_to(const MatVec& op, const Block& block, int64_t total, torch::TensorOptions options);
+
+// Rademacher +-1 entries, drawn from `generator` only (never the global stream).
+torch::Tensor rademacher(int64_t n, at::Generator& generator, torch::TensorOptions options);
+
+// ||H_ij||_F^2 = E ||H_ij v_j||^2 with Rademacher v_j supported on block j: one product gives
+// column j of the block matrix for every i.
+struct BlockNormEstimate {
+  torch::Tensor norms;      // (B, B) sqrt of the mean
+  torch::Tensor sq_mean;    // (B, B) mean of ||H_ij v_j||^2
+  torch::Tensor sq_stderr;  // (B, B) standard error of sq_mean
+  torch::Tensor stderr_norms;  // (B, B) delta method: sq_stderr / (2 norms)
+};
+BlockNormEstimate hutchinson_block_norms(const MatVec& op, const Partition& partition,
+                                         int64_t samples, at::Generator& generator,
+                                         torch::TensorOptions options);
+
+struct LanczosResult {
+  torch::Tensor alpha;  // (k) diagonal of the tridiagonal T
+  torch::Tensor beta;   // (k-1) off-diagonal
+  torch::Tensor ritz_values;   // (k) eigenvalues of T, ascending
+  torch::Tensor ritz_weights;  // (k) squared first components of T's eigenvectors (sum 1)
+};
+// k Lanczos steps from the start vector v0, re-orthogonalising every new vector against all
+// previous ones twice (without it ghost copies of the top eigenvalue appear).
+LanczosResult lanczos(const MatVec& op, const torch::Tensor& v0, int64_t steps);
+
+// Largest-k Ritz values (descending) after `steps` Lanczos steps from a Rademacher start.
+torch::Tensor top_eigenvalues(const MatVec& op, int64_t dim, int64_t k, int64_t steps,
+                              at::Generator& generator, torch::TensorOptions options);
+
+struct ScalarEstimate {
+  double value = 0.0;
+  double stderr_value = 0.0;  // 0 when not available
+};
+// tr H ~ mean of v^T H v over Rademacher v.
+ScalarEstimate trace_hutchinson(const MatVec& op, int64_t dim, int64_t samples,
+                                at::Generator& generator, torch::TensorOptions options);
+// Hutch++ with `products` matrix-vector products (a third for the sketch, a third to
+// project, a third for Hutchinson on the remainder).
+double trace_hutchpp(const MatVec& op, int64_t dim, int64_t products, at::Generator& generator,
+                     torch::TensorOptions options);
+
+// Spectral density as nodes and weights (weights sum to 1): SLQ averages Lanczos quadratures
+// over Rademacher starts.
+struct SpectralDensity {
+  torch::Tensor nodes;    // (M)
+  torch::Tensor weights;  // (M)
+  // Gaussian-smoothed density on `grid` (G), integrating to ~1.
+  torch::Tensor smooth(const torch::Tensor& grid, double sigma) const;
+};
+SpectralDensity slq_density(const MatVec& op, int64_t dim, int64_t steps, int64_t probes,
+                            at::Generator& generator, torch::TensorOptions options);
+// Exact density (eigenvalues, equal weights) of a symmetric matrix.
+SpectralDensity exact_density(const torch::Tensor& matrix);
+
+// Jensen-Shannon distance sqrt(JS) (log base 2, so in [0, 1]) between two densities smoothed
+// on a common grid of `points` over their joint support.
+double js_distance(const SpectralDensity& a, const SpectralDensity& b, double sigma,
+                   int64_t points = 512);
+
+}  // namespace blockopt::hessian

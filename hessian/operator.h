@@ -1,0 +1,65 @@
+#pragma once
+// Hessian-vector products by double backward, and the full Hessian of small nets.
+#include <blockopt/models/loss.h>
+#include <blockopt/models/mlp.h>
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <vector>
+
+namespace blockopt::hessian {
+
+// Returns the scalar loss as a function of the parameters handed to HessianOperator.
+using LossClosure = std::function<torch::Tensor()>;
+
+// H v = d/dtheta <grad L(theta), v>. The gradient graph (create_graph) is built once in the
+// constructor and reused by every product (retain_graph): 1.7x cheaper than rebuilding.
+// Only torch::autograd::grad is used, so the parameters' .grad() and values are never touched.
+class HessianOperator {
+ public:
+  HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params);
+
+  int64_t size() const { return size_; }  // P
+  const std::vector<torch::Tensor>& params() const { return params_; }
+  torch::Tensor loss() const { return loss_.detach(); }
+  torch::Tensor gradient() const;  // (P)
+
+  // Backpropagates only from the gradient tensors where v is non-zero (autograd prunes the
+  // rest), so a v supported on one block costs one block's worth of double backward.
+  torch::Tensor hvp(const torch::Tensor& v);  // (P) -> (P)
+  // NOTE: LibTorch 1.13 has no is_grads_batched, so a batch of products is a loop over columns.
+  torch::Tensor hvp_columns(const torch::Tensor& vs);  // (P, k) -> (P, k)
+
+  // Offsets of each parameter tensor in the flattened vector, (T + 1) entries.
+  const std::vector<int64_t>& offsets() const { return offsets_; }
+  // Rows of H for the entries of parameter tensor t, restricted to the columns of `cols`
+  // (parameter indices): (numel_t, sum numel of cols).
+  torch::Tensor rows(size_t t, const std::vector<size_t>& cols);
+
+ private:
+  std::vector<torch::Tensor> params_;
+  std::vector<int64_t> offsets_;
+  int64_t size_ = 0;
+  torch::Tensor loss_;
+  std::vector<torch::Tensor> grads_;  // with graph
+};
+
+// Full P x P Hessian by one double backward per row, looping per parameter tensor and
+// backpropagating from that tensor's gradient only; symmetrised. `subset` (parameter indices,
+// default all) restricts rows and columns to those tensors, in the given order.
+torch::Tensor full_hessian(HessianOperator& op, std::vector<size_t> subset = {});
+
+// Functional bias-free MLP forward with explicit weights (N, d) -> (N, C), as models::MLP.
+torch::Tensor mlp_forward(const std::vector<torch::Tensor>& weights, models::Activation act,
+                          const torch::Tensor& x);
+
+// Exact closed-form Hessian of a bias-free MLP with at most one hidden layer (weights
+// [W1] or [W1, W2]) under CE or MSE: Gauss-Newton J^T H_out J plus the residual term
+// sum_nc r_nc d^2 f_nc, built with batched matmuls. Row/column order as full_hessian.
+bool closed_form_supported(size_t layers);
+torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& weights,
+                                      models::Activation act, const torch::Tensor& x,
+                                      const torch::Tensor& y, models::Loss loss);
+
+}  // namespace blockopt::hessian

@@ -1,0 +1,155 @@
+#include <blockopt/hessian/partition.h>
+
+#include <stdexcept>
+
+namespace blockopt::hessian {
+
+int64_t ParamInfo::numel() const {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+std::vector<ParamInfo> param_infos(
+    const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::vector<ParamInfo> infos;
+  for (const auto& [name, t] : named) infos.push_back({name, t.sizes().vec()});
+  return infos;
+}
+
+namespace {
+
+// Splits each tensor into consecutive blocks of `rows_per_block(i)` rows (0 = whole tensor).
+template <typename RowsFn>
+Partition split_rows(const std::vector<ParamInfo>& params, RowsFn rows_per_block) {
+  Partition part;
+  for (size_t t = 0; t < params.size(); ++t) {
+    const auto& p = params[t];
+    const int64_t numel = p.numel();
+    const int64_t rows = rows_per_block(p);
+    const int64_t row_size = p.shape.size() >= 2 ? numel / p.shape[0] : numel;
+    const int64_t step = rows > 0 && p.shape.size() >= 2 ? rows * row_size : numel;
+    for (int64_t b = 0; b < numel; b += step) {
+      part.blocks.push_back({part.total + b, part.total + std::min(b + step, numel),
+                             static_cast<int64_t>(t),
+                             step == numel ? p.name : p.name + "[" + std::to_string(b / step) + "]"});
+    }
+    part.total += numel;
+  }
+  return part;
+}
+
+bool is_query_or_key(const std::string& name) {
+  for (const char* key : {"q_proj", "k_proj", "wq", "wk"}) {
+    if (name.find(key) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Partition Partition::per_tensor(const std::vector<ParamInfo>& params) {
+  return split_rows(params, [](const ParamInfo&) { return int64_t{0}; });
+}
+
+Partition Partition::per_row(const std::vector<ParamInfo>& params) {
+  return split_rows(params, [](const ParamInfo&) { return int64_t{1}; });
+}
+
+Partition Partition::per_head(const std::vector<ParamInfo>& params, int64_t head_dim) {
+  TORCH_CHECK(head_dim > 0, "per_head partition: head_dim must be > 0");
+  return split_rows(params, [&](const ParamInfo& p) {
+    return is_query_or_key(p.name) ? head_dim : int64_t{0};
+  });
+}
+
+Partition Partition::from_sizes(const std::vector<std::pair<int64_t, int64_t>>& numel_and_block) {
+  Partition part;
+  for (size_t t = 0; t < numel_and_block.size(); ++t) {
+    const auto [numel, size] = numel_and_block[t];
+    TORCH_CHECK(size > 0, "partition: block size must be > 0");
+    for (int64_t b = 0; b < numel; b += size) {
+      part.blocks.push_back({part.total + b, part.total + std::min(b + size, numel),
+                             static_cast<int64_t>(t), ""});
+    }
+    part.total += numel;
+  }
+  return part;
+}
+
+Partition Partition::custom(std::vector<Block> blocks, int64_t total) {
+  Partition part{std::move(blocks), total};
+  part.block_index();  // validates ranges
+  return part;
+}
+
+Partition make_partition(const std::string& kind, const std::vector<ParamInfo>& params,
+                         int64_t head_dim) {
+  if (kind == "per_tensor") return Partition::per_tensor(params);
+  if (kind == "per_row") return Partition::per_row(params);
+  if (kind == "per_head") return Partition::per_head(params, head_dim);
+  throw std::invalid_argument("unknown partition '" + kind +
+                              "' (expected per_tensor, per_row or per_head)");
+}
+
+torch::Tensor Partition::block_index() const {
+  auto index = torch::full({total}, -1, torch::kLong);
+  auto acc = index.accessor<int64_t, 1>();
+  for (int64_t b = 0; b < size(); ++b) {
+    const auto& blk = blocks[b];
+    TORCH_CHECK(0 <= blk.begin && blk.begin < blk.end && blk.end <= total,
+                "partition: block ", b, " range [", blk.begin, ", ", blk.end, ") outside [0, ",
+                total, ")");
+    for (int64_t i = blk.begin; i < blk.end; ++i) {
+      TORCH_CHECK(acc[i] < 0, "partition: blocks ", acc[i], " and ", b, " overlap at ", i);
+      acc[i] = b;
+    }
+  }
+  return index;
+}
+
+torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partition) {
+  TORCH_CHECK(hessian.dim() == 2 && hessian.size(0) == partition.total &&
+                  hessian.size(1) == partition.total,
+              "block_norms: H must be (", partition.total, ", ", partition.total, ")");
+  const int64_t nb = partition.size();
+  auto index = partition.block_index();
+  auto covered = index.ge(0);
+  auto idx = index.masked_select(covered);                        // (P')
+  auto sq = hessian.index({covered}).index({torch::indexing::Slice(), covered}).square();
+  // Segment sums of H^2 over rows, then over columns.
+  auto rows = torch::zeros({nb, sq.size(1)}, sq.options()).index_add_(0, idx, sq);  // (B, P')
+  auto both = torch::zeros({nb, nb}, sq.options()).index_add_(1, idx, rows);        // (B, B)
+  return both.sqrt();
+}
+
+torch::Tensor principal_block(const torch::Tensor& hessian, const Block& block) {
+  return hessian.slice(0, block.begin, block.end).slice(1, block.begin, block.end);
+}
+
+RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& partition) {
+  const int64_t nb = norms.size(0);
+  RatioSummary s;
+  auto norms64 = norms.to(torch::kDouble);
+  s.ratio = norms64 / norms64.diagonal().unsqueeze(1);  // row i divided by ||H_ii||
+  auto off = torch::eye(nb).to(torch::kBool).logical_not();
+  s.ratio.masked_fill_(off.logical_not(), 0.0);
+  if (nb > 1) {
+    auto values = s.ratio.masked_select(off);
+    s.mean = values.mean().item<double>();
+    s.max = values.max().item<double>();
+  }
+  int64_t tensors = 0;
+  for (const auto& b : partition.blocks) tensors = std::max(tensors, b.tensor + 1);
+  auto tensor_of = torch::empty({nb}, torch::kLong);
+  for (int64_t b = 0; b < nb; ++b) tensor_of[b] = partition.blocks[b].tensor;
+  auto sums = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, s.ratio);
+  sums = torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, sums);
+  auto offf = off.to(torch::kDouble);
+  auto counts = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, offf);
+  counts = torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, counts);
+  s.by_tensor_pair = sums / counts.clamp_min(1.0);
+  return s;
+}
+
+}  // namespace blockopt::hessian
