@@ -1,4 +1,5 @@
 #include <blockopt/optim/common.h>
+#include <blockopt/optim/fused_adam.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -48,7 +49,7 @@ void check_non_negative(double value, const std::string& name, const std::string
 }
 
 void check_finite_grad(const torch::Tensor& grad, const std::string& optimizer) {
-  if (!torch::isfinite(grad).all().item<bool>()) {
+  if (!all_finite(grad)) {
     throw std::runtime_error(optimizer + ": gradient contains NaN or Inf (parameter of shape " +
                              c10::str(grad.sizes()) + "); step refused, state left unchanged");
   }

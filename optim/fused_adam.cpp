@@ -1,9 +1,11 @@
 #include <blockopt/optim/fused_adam.h>
 
 #include <ATen/Dispatch.h>
+#include <ATen/Functions.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace blockopt::optim {
@@ -13,6 +15,26 @@ bool fused_adam_supported(const at::Tensor& param, const at::Tensor& grad) {
   return param.device().is_cpu() && grad.device().is_cpu() && grad.scalar_type() == dtype &&
          (dtype == at::kFloat || dtype == at::kDouble) && param.is_contiguous() &&
          grad.is_contiguous() && !grad.is_sparse();
+}
+
+bool all_finite(const at::Tensor& tensor) {
+  const auto dtype = tensor.scalar_type();
+  if (!tensor.device().is_cpu() || !tensor.is_contiguous() ||
+      (dtype != at::kFloat && dtype != at::kDouble)) {
+    return at::isfinite(tensor).all().item<bool>();
+  }
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "all_finite", [&] {
+    const scalar_t* x = tensor.data_ptr<scalar_t>();
+    std::atomic<bool> bad{false};
+    at::parallel_for(0, tensor.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      bool ok = true;
+      for (int64_t i = begin; i < end; ++i) ok &= (x[i] - x[i] == scalar_t(0));  // NaN, Inf -> false
+      if (!ok) bad = true;
+    });
+    finite = !bad;
+  });
+  return finite;
 }
 
 namespace {

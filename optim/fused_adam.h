@@ -11,6 +11,10 @@ namespace blockopt::optim {
 // True when the fused loop applies: CPU, float32/float64, contiguous, same dtype.
 bool fused_adam_supported(const at::Tensor& param, const at::Tensor& grad);
 
+// True when every element is finite: one vectorised read pass for contiguous CPU
+// float32/float64 tensors (no temporaries), torch::isfinite otherwise.
+bool all_finite(const at::Tensor& tensor);
+
 // exp_avg: param shape; exp_avg_sq: (numel / block_size,). `step` counts this update.
 void fused_adam_update(at::Tensor& param, const at::Tensor& grad, at::Tensor& exp_avg,
                        at::Tensor& exp_avg_sq, int64_t block_size, int64_t step, double lr,
