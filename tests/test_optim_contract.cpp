@@ -345,3 +345,51 @@ TEST(OptimRouting, DefaultKeywordsAndSummary) {
 }
 
 }  // namespace
+
+namespace {
+
+// bf16 Newton-Schulz on fp32 parameters (the official NorMuon code fails here): runs, stays
+// finite and close to the fp32-NS result.
+TEST(OptimMatrix, Bfloat16NewtonSchulzOnFloat32Parameters) {
+  for (const bool normuon : {false, true}) {
+    auto a = make_params(torch::kFloat32), b = make_params(torch::kFloat32);
+    OptimizerPtr fp32, bf16;
+    if (normuon) {
+      fp32 = std::make_unique<bo::NorMuon>(a, bo::NorMuonOptions(0.02));
+      bf16 = std::make_unique<bo::NorMuon>(b, bo::NorMuonOptions(0.02).ns_dtype("bfloat16"));
+    } else {
+      fp32 = std::make_unique<bo::Muon>(a, bo::MuonOptions(0.02));
+      bf16 = std::make_unique<bo::Muon>(b, bo::MuonOptions(0.02).ns_dtype("bfloat16"));
+    }
+    for (int64_t t = 1; t <= 3; ++t) {
+      set_grads(a, t);
+      set_grads(b, t);
+      fp32->step();
+      bf16->step();
+    }
+    for (const auto& item : a) {
+      const auto& other = b[item.key()];
+      EXPECT_EQ(other.scalar_type(), torch::kFloat32);
+      EXPECT_TRUE(torch::isfinite(other).all().item<bool>());
+      EXPECT_LT((item.value() - other).abs().max().item<double>(), 0.02) << item.key();
+    }
+  }
+}
+
+// Singular P (rank-1 gradients, as for K projections behind LayerNorm): both roots finite.
+TEST(OptimMatrix, AsgoRootsStayFiniteOnSingularPreconditioner) {
+  for (const std::string root : {"polar_express", "eigh"}) {
+    bo::NamedParameters named;
+    named.insert("h.0.attn.wk.weight", torch::randn({16, 32}, torch::kFloat64).set_requires_grad(true));
+    bo::ASGO asgo(named, bo::ASGOOptions(1e-2).root(root));
+    for (int64_t t = 1; t <= 5; ++t) {
+      auto u = torch::randn({16, 1}, torch::kFloat64), v = torch::randn({1, 32}, torch::kFloat64);
+      named[0].value().mutable_grad() = u.mm(v);  // rank 1
+      asgo.step();
+    }
+    EXPECT_TRUE(torch::isfinite(named[0].value()).all().item<bool>()) << root;
+    EXPECT_EQ(asgo.nan_roots(), 0) << root;
+  }
+}
+
+}  // namespace
