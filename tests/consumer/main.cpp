@@ -18,6 +18,9 @@ int main() {
     optimizer.step();
     (step == 0 ? first : last) = loss.item<double>();
   }
+  // Matrix optimizers take named parameters: weights -> Muon, biases -> AdamW fallback.
+  blockopt::optim::Muon muon(net->named_parameters(), blockopt::optim::MuonOptions(0.02));
+  muon.step();
   std::cout << "loss " << first << " -> " << last << std::endl;
   return last < first ? 0 : 1;  // training must make progress
 }
