@@ -1,6 +1,17 @@
 #include <blockopt/experiments/registry.h>
+#include <blockopt/models/cnn.h>
+#include <blockopt/models/corpus.h>
+#include <blockopt/models/fashion_mnist.h>
 #include <blockopt/models/gaussian.h>
+#include <blockopt/models/gpt.h>
 #include <blockopt/models/mlp.h>
+#include <blockopt/models/text.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
 
 namespace blockopt::experiments {
 
@@ -46,12 +57,143 @@ std::shared_ptr<models::Model> build_mlp(ConfigNode& node, const models::DataSou
   return std::make_shared<models::MLP>(o);
 }
 
+std::shared_ptr<models::DataSource> build_fashion_mnist(ConfigNode& node, uint64_t seed) {
+  models::FashionMNISTOptions o;
+  o.dir(node.get<std::string>("dir", o.dir()));
+  o.batch(node.get<int64_t>("batch", o.batch()));
+  node.check(o.batch() > 0 && o.batch() <= 60000, "batch", "must be in [1, 60000]");
+  o.eval_samples(node.get<int64_t>("eval_samples", o.eval_samples()));
+  node.check(o.eval_samples() >= 0 && o.eval_samples() <= 10000, "eval_samples",
+             "must be in [0, 10000] (0 = the whole test set)");
+  o.seed(node.get<uint64_t>("seed", seed));
+  try {
+    return std::make_shared<models::FashionMNIST>(o);
+  } catch (const c10::Error& e) {
+    node.fail("dir", e.what_without_backtrace());
+  }
+}
+
+// Image data: input_dim() is C*H*W of square images with `in_channels` channels.
+std::shared_ptr<models::Model> build_cnn(ConfigNode& node, const models::DataSource& data) {
+  models::CNNOptions o;
+  o.in_channels(node.get<int64_t>("in_channels", o.in_channels()));
+  node.check(o.in_channels() > 0, "in_channels", "must be > 0");
+  const auto pixels = data.input_dim() / o.in_channels();
+  o.image_size(static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pixels)))));
+  node.check(o.image_size() * o.image_size() * o.in_channels() == data.input_dim(),
+             "in_channels", "the data's inputs are not square images with this many channels");
+  o.classes(data.num_classes());
+  o.channels(node.get<int64_t>("channels", o.channels()));
+  node.check(o.channels() > 0, "channels", "must be > 0");
+  o.stages(node.get<int64_t>("stages", o.stages()));
+  node.check(o.stages() > 0, "stages", "must be > 0");
+  o.blocks(node.get<int64_t>("blocks", o.blocks()));
+  node.check(o.blocks() > 0, "blocks", "must be > 0");
+  return std::make_shared<models::CNN>(o);
+}
+
+// Token files of blockopt-tokenize in `dir`, checked against its meta.json.
+std::pair<torch::Tensor, torch::Tensor> load_token_dir(ConfigNode& node, const std::string& dir,
+                                                       const std::string& corpus,
+                                                       int64_t vocab) {
+  namespace fs = std::filesystem;
+  const auto command = "blockopt-tokenize --corpus " + corpus + " --vocab " +
+                       std::to_string(vocab) + " --out " + dir;
+  for (const char* file : {"meta.json", "train.bin", "val.bin"}) {
+    node.check(fs::exists(fs::path(dir) / file), "token_dir",
+               "no " + std::string(file) + " in '" + dir +
+                   "': produce the SentencePiece tokens first with `" + command + "`");
+  }
+  std::ifstream meta_file(fs::path(dir) / "meta.json");
+  auto meta = nlohmann::json::parse(meta_file, nullptr, /*allow_exceptions=*/false);
+  node.check(!meta.is_discarded() && meta.contains("vocab_size"), "token_dir",
+             dir + "/meta.json is corrupted (no vocab_size); re-run `" + command + "`");
+  const auto meta_vocab = meta["vocab_size"].get<int64_t>();
+  node.check(meta_vocab == vocab, "token_dir",
+             dir + " holds a vocab " + std::to_string(meta_vocab) + " tokenization, but " +
+                 "tokenizer.vocab is " + std::to_string(vocab) + "; run `" + command + "`");
+  try {
+    return {models::load_token_file((fs::path(dir) / "train.bin").string(), vocab),
+            models::load_token_file((fs::path(dir) / "val.bin").string(), vocab)};
+  } catch (const c10::Error& e) {
+    node.fail("token_dir", e.what_without_backtrace());
+  }
+}
+
+std::shared_ptr<models::DataSource> build_text(ConfigNode& node, uint64_t seed) {
+  models::TextDataOptions o;
+  const auto corpus = node.get<std::string>("corpus", "kjv");
+  node.check(corpus == "kjv", "corpus", "unknown corpus '" + corpus + "' (known: kjv)");
+  auto tokenizer = node.child("tokenizer");
+  const auto kind = tokenizer.get<std::string>("type", "byte");
+  o.context(node.get<int64_t>("context", o.context()));
+  node.check(o.context() > 0, "context", "must be > 0");
+  o.batch(node.get<int64_t>("batch", o.batch()));
+  node.check(o.batch() > 0, "batch", "must be > 0");
+  o.eval_windows(node.get<int64_t>("eval_windows", o.eval_windows()));
+  node.check(o.eval_windows() > 0, "eval_windows", "must be > 0");
+  o.seed(node.get<uint64_t>("seed", seed));
+  torch::Tensor train, val;
+  if (kind == "byte") {
+    o.vocab(tokenizer.get<int64_t>("vocab", 256));
+    tokenizer.check(o.vocab() == 256, "vocab", "the byte tokenizer has vocab 256");
+    std::string text;
+    try {
+      text = models::read_corpus(corpus);
+    } catch (const std::runtime_error& e) {
+      node.fail("corpus", e.what());
+    }
+    auto tokens = models::byte_tokens(text);
+    const auto split = static_cast<int64_t>(models::kTrainFraction * tokens.numel());
+    train = tokens.slice(0, 0, split);
+    val = tokens.slice(0, split);
+  } else if (kind == "sentencepiece") {
+    o.vocab(tokenizer.get<int64_t>("vocab"));
+    tokenizer.check(o.vocab() > 0 && o.vocab() <= 65536, "vocab",
+                    "must be in [1, 65536] (tokens are stored as uint16)");
+    const auto dir = node.get<std::string>(
+        "token_dir", "data/" + corpus + "-sp" + std::to_string(o.vocab()));
+    std::tie(train, val) = load_token_dir(node, dir, corpus, o.vocab());
+  } else {
+    tokenizer.fail("type", "unknown tokenizer '" + kind + "' (known: byte, sentencepiece)");
+  }
+  try {
+    return std::make_shared<models::TextData>(train, val, o);
+  } catch (const c10::Error& e) {
+    node.fail("context", e.what_without_backtrace());
+  }
+}
+
+// Sequence data: input_dim() is the context length, num_classes() the vocabulary.
+std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const models::DataSource& data) {
+  models::GPTOptions o;
+  o.vocab(node.get<int64_t>("vocab", data.num_classes()));
+  node.check(o.vocab() >= data.num_classes(), "vocab",
+             "is smaller than the data vocabulary (" + std::to_string(data.num_classes()) +
+                 "): token ids would overflow the embedding");
+  o.d_model(node.get<int64_t>("d_model", o.d_model()));
+  node.check(o.d_model() > 0, "d_model", "must be > 0");
+  o.layers(node.get<int64_t>("layers", o.layers()));
+  node.check(o.layers() > 0, "layers", "must be > 0");
+  o.heads(node.get<int64_t>("heads", o.heads()));
+  node.check(o.heads() > 0 && o.d_model() % o.heads() == 0, "heads",
+             "must be > 0 and divide d_model");
+  o.context(node.get<int64_t>("context", data.input_dim()));
+  node.check(o.context() >= data.input_dim(), "context",
+             "is shorter than the data context (" + std::to_string(data.input_dim()) + ")");
+  o.bias(node.get<bool>("bias", o.bias()));
+  o.tie_weights(node.get<bool>("tie_weights", o.tie_weights()));
+  return std::make_shared<models::GPT>(o);
+}
+
 }  // namespace
 
 std::shared_ptr<models::DataSource> build_data(ConfigNode node, uint64_t seed) {
   const auto type = node.get<std::string>("type", "gaussian");
   if (type == "gaussian") return build_gaussian(node, seed);
-  node.fail("type", "unknown data type '" + type + "' (known: gaussian)");
+  if (type == "text") return build_text(node, seed);
+  if (type == "fashion_mnist") return build_fashion_mnist(node, seed);
+  node.fail("type", "unknown data type '" + type + "' (known: gaussian, text, fashion_mnist)");
 }
 
 std::shared_ptr<models::Model> build_model(ConfigNode node, const models::DataSource& data) {
@@ -63,7 +205,9 @@ std::shared_ptr<models::Model> build_model(ConfigNode node, const models::DataSo
     }
     return build_mlp(node, data);
   }
-  node.fail("type", "unknown model type '" + type + "' (known: mlp, linear)");
+  if (type == "gpt") return build_gpt(node, data);
+  if (type == "cnn") return build_cnn(node, data);
+  node.fail("type", "unknown model type '" + type + "' (known: mlp, linear, gpt, cnn)");
 }
 
 }  // namespace blockopt::experiments

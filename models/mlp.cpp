@@ -41,7 +41,7 @@ MLP::MLP(MLPOptions options) : options_(std::move(options)) {
 }
 
 torch::Tensor MLP::forward(const torch::Tensor& inputs) {
-  auto x = inputs;
+  auto x = inputs.dim() > 2 ? inputs.flatten(1) : inputs;  // images (N, C, H, W) -> (N, CHW)
   const size_t n = layers_->size();
   for (size_t i = 0; i < n; ++i) {
     x = layers_[i]->as<torch::nn::Linear>()->forward(x);

@@ -28,7 +28,7 @@ struct MLPOptions {
 class MLP : public Model {
  public:
   explicit MLP(MLPOptions options);
-  torch::Tensor forward(const torch::Tensor& inputs) override;  // (N, d) -> (N, C)
+  torch::Tensor forward(const torch::Tensor& inputs) override;  // (N, d) or (N, ...) -> (N, C)
   int64_t flops_per_item() const override;
   const MLPOptions& options() const { return options_; }
 
