@@ -1,0 +1,104 @@
+// The probe callback: outputs in the run directory, and training is bit-identical with it.
+#include <blockopt/experiments/probes.h>
+#include <blockopt/experiments/run.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+namespace ex = blockopt::experiments;
+
+namespace {
+
+const char* kConfig = R"(
+name: probe-test
+seed: 3
+data: {type: gaussian, samples: 200, dim: 10, classes: 5, batch: 50}
+model: {type: mlp, hidden: [4], activation: relu}
+optimizer: {name: adamw, lr: 1.0e-2}
+train: {steps: 6, loss: cross_entropy}
+probes:
+  - {type: full_hessian, every: 3, partition: per_row}
+  - {type: block_norms, steps: [2], partition: per_tensor, samples: 4, full_limit: 10}
+  - {type: hutchinson, steps: [4], samples: 3}
+  - {type: lanczos, steps: [5], lanczos_steps: 10, top_k: 3}
+  - {type: slq, steps: [6], samples: 2, lanczos_steps: 8}
+)";
+
+std::vector<torch::Tensor> train(bool with_probes, const std::filesystem::path& dir) {
+  auto yaml = YAML::Load(kConfig);
+  if (!with_probes) yaml.remove("probes");
+  auto e = ex::build_experiment(yaml, "test");
+  ex::Trainer trainer(e.model, e.data, e.optimizer, e.schedule, e.trainer);
+  if (with_probes) trainer.add_callback(std::make_shared<ex::HessianProbe>(e.probes, dir, e.seed));
+  trainer.run();
+  std::vector<torch::Tensor> params;
+  for (const auto& p : e.model->parameters()) params.push_back(p.detach().clone());
+  // Draw from the global generator: the probe must have left its state alone.
+  params.push_back(torch::rand({4}));
+  return params;
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+}  // namespace
+
+TEST(HessianProbe, WritesOutputsAndLeavesTrainingBitIdentical) {
+  const auto dir = std::filesystem::temp_directory_path() / "blockopt_probe_test" / "hessian";
+  std::filesystem::remove_all(dir.parent_path());
+  auto plain = train(false, dir);
+  auto probed = train(true, dir);
+  ASSERT_EQ(plain.size(), probed.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_TRUE(torch::equal(plain[i], probed[i])) << i;
+
+  auto records = read_jsonl(dir / "probes.jsonl");
+  ASSERT_EQ(records.size(), 3u + 4u);  // full_hessian at 0, 3, 6 and one each of the others
+  std::map<std::string, nlohmann::json> last;
+  for (const auto& r : records) last[r.at("type").get<std::string>()] = r;
+  const auto& full = last.at("full_hessian");
+  EXPECT_EQ(full.at("method"), "closed_form");
+  EXPECT_EQ(full.at("params"), 10 * 4 + 4 * 5);
+  EXPECT_EQ(full.at("blocks"), 4 + 5);
+  EXPECT_TRUE(full.contains("spectrum"));
+  EXPECT_EQ(last.at("block_norms").at("method"), "hutchinson");  // 60 params > full_limit 10
+  EXPECT_EQ(last.at("lanczos").at("top_eigenvalues").size(), 3u);
+  EXPECT_TRUE(last.at("slq").contains("js_mean"));
+  EXPECT_TRUE(last.at("hutchinson").contains("trace_stderr"));
+  for (const auto& r : records) {
+    for (const auto& f : r.at("files")) {
+      EXPECT_TRUE(std::filesystem::exists(dir / f.get<std::string>())) << f;
+    }
+  }
+}
+
+TEST(HessianProbe, NpyFilesLoadInNumpy) {
+  const auto dir = std::filesystem::temp_directory_path() / "blockopt_npy_test";
+  std::filesystem::create_directories(dir);
+  ex::write_npy(dir / "a.npy", torch::arange(6, torch::kDouble).reshape({2, 3}));
+  ex::write_npy(dir / "b.npy", torch::arange(5, torch::kLong));
+  const std::string cmd =
+      "/usr/bin/python3 -c \"import numpy as n; a=n.load('" + (dir / "a.npy").string() +
+      "'); b=n.load('" + (dir / "b.npy").string() +
+      "'); assert a.shape==(2,3) and a[1,2]==5 and b.dtype==n.int64 and b[4]==4\"";
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) GTEST_SKIP() << "no numpy";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+TEST(HessianProbe, ConfigErrorsNameThePath) {
+  auto yaml = YAML::Load(kConfig);
+  yaml["probes"][1]["partition"] = "per_banana";
+  try {
+    ex::build_experiment(yaml, "cfg.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ex::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("partition"), std::string::npos) << e.what();
+  }
+}
