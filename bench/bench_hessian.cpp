@@ -1,0 +1,175 @@
+// Hessian benchmarks on the paper's setup (1-hidden-layer ReLU MLP, d = 500, m = 8, C = 500,
+// N = 5000, CE; P = 8000): closed-form full Hessian vs the autograd row loop and Python's
+// torch.autograd.functional.hessian, HVP/gradient cost ratio, Lanczos step cost.
+// Peak memory is getrusage maxrss of the whole process (so it includes earlier benchmarks).
+#include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/operator.h>
+
+#include <benchmark/benchmark.h>
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+namespace bh = blockopt::hessian;
+namespace bm = blockopt::models;
+
+namespace {
+
+double maxrss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+struct Setup {
+  std::vector<torch::Tensor> weights;
+  torch::Tensor x, y;
+  bh::LossClosure loss() const {
+    return [this] {
+      return bm::compute_loss(bh::mlp_forward(weights, bm::Activation::ReLU, x), y,
+                              bm::Loss::CrossEntropy);
+    };
+  }
+};
+
+// The seed setup, scaled by `scale` (1 = paper size), float32 as in Python's default.
+Setup paper_setup(int64_t d, int64_t m, int64_t classes, int64_t n) {
+  torch::manual_seed(0);
+  Setup s;
+  s.x = torch::randn({n, d});
+  s.y = torch::randint(classes, {n}, torch::kLong);
+  s.weights = {(torch::randn({m, d}) / std::sqrt(static_cast<double>(d))).requires_grad_(true),
+               (torch::randn({classes, m}) / std::sqrt(static_cast<double>(m))).requires_grad_(true)};
+  return s;
+}
+
+// Process CPU seconds (all threads): comparable across runs on a shared, loaded machine.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+void BM_FullHessianClosedForm(benchmark::State& state) {
+  auto s = paper_setup(state.range(0), 8, state.range(1), state.range(2));
+  const double cpu_start = cpu_seconds();
+  for (auto _ : state) {
+    auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
+                                         bm::Loss::CrossEntropy);
+    benchmark::DoNotOptimize(h.data_ptr());
+  }
+  state.counters["cpu_s_per_iter"] = (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
+  state.counters["params"] = static_cast<double>(8 * state.range(0) + 8 * state.range(1));
+  state.counters["maxrss_mb"] = maxrss_mb();
+}
+BENCHMARK(BM_FullHessianClosedForm)->Args({500, 500, 5000})->Args({50, 50, 500})
+    ->Unit(benchmark::kSecond)->Iterations(2);
+
+void BM_FullHessianAutograd(benchmark::State& state) {
+  auto s = paper_setup(state.range(0), 8, state.range(1), state.range(2));
+  const double cpu_start = cpu_seconds();
+  for (auto _ : state) {
+    bh::HessianOperator op(s.loss(), s.weights);
+    auto h = bh::full_hessian(op);
+    benchmark::DoNotOptimize(h.data_ptr());
+  }
+  state.counters["cpu_s_per_iter"] = (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
+  state.counters["params"] = static_cast<double>(8 * state.range(0) + 8 * state.range(1));
+  state.counters["maxrss_mb"] = maxrss_mb();
+}
+// The paper size takes minutes this way; run it with --benchmark_filter=Autograd/500.
+BENCHMARK(BM_FullHessianAutograd)->Args({50, 50, 500})->Args({500, 500, 5000})
+    ->Unit(benchmark::kSecond)->Iterations(1);
+
+// Runs bench/hessian_python.py (torch.autograd.functional.hessian, vectorize=False) with
+// /usr/bin/python3 in this session and reports its time as this benchmark's manual time.
+void BM_FullHessianPython(benchmark::State& state) {
+  // The source root: $BLOCKOPT_SOURCE_DIR, else the parent of the build directory.
+  const char* env = std::getenv("BLOCKOPT_SOURCE_DIR");
+  const auto root = env != nullptr
+                        ? std::filesystem::path(env)
+                        : std::filesystem::canonical("/proc/self/exe").parent_path().parent_path();
+  const auto script = root / "bench" / "hessian_python.py";
+  const auto cmd = "/usr/bin/python3 " + script.string() + " --d " + std::to_string(state.range(0)) +
+                   " --classes " + std::to_string(state.range(1)) + " --n " +
+                   std::to_string(state.range(2));
+  for (auto _ : state) {
+    std::string out;
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (pipe == nullptr) {
+      state.SkipWithError("cannot start /usr/bin/python3");
+      return;
+    }
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+    if (pclose(pipe) != 0 || out.empty()) {
+      state.SkipWithError(("python baseline failed: " + cmd).c_str());
+      return;
+    }
+    auto result = nlohmann::json::parse(out);
+    state.SetIterationTime(result.at("seconds").get<double>());
+    state.counters["python_cpu_s"] = result.at("cpu_seconds").get<double>();
+    state.counters["python_maxrss_mb"] = result.at("maxrss_mb").get<double>();
+    state.counters["python_threads"] = result.at("threads").get<double>();
+  }
+}
+BENCHMARK(BM_FullHessianPython)->Args({50, 50, 500})->Args({500, 500, 5000})
+    ->UseManualTime()->Unit(benchmark::kSecond)->Iterations(1);
+
+// Gradient (forward + backward) vs one HVP on a reused gradient graph vs an HVP that
+// rebuilds the graph; counters are milliseconds per call.
+void BM_HvpGradRatio(benchmark::State& state) {
+  auto s = paper_setup(500, 8, 500, 5000);
+  auto loss = s.loss();
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
+  };
+  auto v = torch::randn({8 * 500 + 500 * 8});
+  double grad_ms = 0, hvp_ms = 0, rebuild_ms = 0;
+  int64_t iters = 0;
+  bh::HessianOperator reused(loss, s.weights);
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    auto g = torch::autograd::grad({loss()}, s.weights);
+    benchmark::DoNotOptimize(g[0].data_ptr());
+    grad_ms += ms(t0);
+    t0 = Clock::now();
+    benchmark::DoNotOptimize(reused.hvp(v).data_ptr());
+    hvp_ms += ms(t0);
+    t0 = Clock::now();
+    bh::HessianOperator fresh(loss, s.weights);
+    benchmark::DoNotOptimize(fresh.hvp(v).data_ptr());
+    rebuild_ms += ms(t0);
+    ++iters;
+  }
+  state.counters["grad_ms"] = grad_ms / iters;
+  state.counters["hvp_ms"] = hvp_ms / iters;
+  state.counters["hvp_rebuild_ms"] = rebuild_ms / iters;
+  state.counters["hvp_over_grad"] = hvp_ms / grad_ms;
+  state.counters["maxrss_mb"] = maxrss_mb();
+}
+BENCHMARK(BM_HvpGradRatio)->Unit(benchmark::kMillisecond)->Iterations(10);
+
+// Cost per Lanczos step (one HVP + full reorthogonalisation) over `steps` steps, P = 8000.
+void BM_LanczosStep(benchmark::State& state) {
+  auto s = paper_setup(500, 8, 500, 5000);
+  bh::HessianOperator op(s.loss(), s.weights);
+  auto v0 = torch::randn({op.size()});
+  for (auto _ : state) {
+    auto r = bh::lanczos(bh::as_matvec(op), v0, state.range(0));
+    benchmark::DoNotOptimize(r.alpha.data_ptr());
+  }
+  state.counters["per_step_ms"] = benchmark::Counter(
+      static_cast<double>(state.range(0)) * 1e-3,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["maxrss_mb"] = maxrss_mb();
+}
+BENCHMARK(BM_LanczosStep)->Arg(50)->Unit(benchmark::kMillisecond)->Iterations(2);
+
+}  // namespace
