@@ -1,0 +1,67 @@
+// make_optimizer: every optimizer from YAML, strict keys (adam has no weight_decay), defaults
+// from the C++ option structs, validation errors naming the YAML path.
+#include <blockopt/blockopt.h>
+#include <blockopt/experiments/config.h>
+#include <blockopt/experiments/optimizer_factory.h>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+namespace bo = blockopt::optim;
+using blockopt::experiments::ConfigError;
+using blockopt::experiments::ConfigNode;
+
+bo::NamedParameters params() {
+  bo::NamedParameters named;
+  named.insert("wte.weight", torch::zeros({12, 8}));
+  named.insert("h.0.attn.wq.weight", torch::zeros({8, 8}));
+  named.insert("h.0.mlp.fc.bias", torch::zeros({16}));
+  return named;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make(const std::string& yaml) {
+  return bo::make_optimizer(params(), ConfigNode::root(YAML::Load(yaml), "test.yaml"));
+}
+
+TEST(OptimFactory, BuildsEveryOptimizer) {
+  EXPECT_NE(dynamic_cast<bo::AdamW*>(make("{name: adamw}").get()), nullptr);
+  EXPECT_NE(dynamic_cast<bo::AdamW*>(make("{name: adam}").get()), nullptr);
+  EXPECT_NE(dynamic_cast<bo::AdamMini*>(make("{name: adam_mini, head_dim: 4}").get()), nullptr);
+  EXPECT_NE(dynamic_cast<bo::Muon*>(make("{name: muon, fallback: {lr: 0.003}}").get()), nullptr);
+  EXPECT_NE(dynamic_cast<bo::NorMuon*>(make("{name: normuon}").get()), nullptr);
+  EXPECT_NE(dynamic_cast<bo::ASGO*>(make("{name: asgo, rms_target: none}").get()), nullptr);
+}
+
+TEST(OptimFactory, AdamHasNoWeightDecayKey) {
+  EXPECT_THROW(make("{name: adam, weight_decay: 0.1}"), ConfigError);
+  auto adam = make("{name: adam}");
+  EXPECT_EQ(static_cast<const bo::AdamWOptions&>(adam->param_groups()[0].options()).weight_decay(), 0.0);
+}
+
+TEST(OptimFactory, UnknownKeysAndBadValuesNameThePath) {
+  EXPECT_THROW(make("{name: muon, fallback: {lr: 0.003, bogus: 1}}"), ConfigError);
+  EXPECT_THROW(make("{name: sgd}"), ConfigError);
+  try {
+    make("{name: muon, lr: -1}");
+    FAIL() << "negative lr accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("test.yaml"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OptimFactory, RoutesFallbackWithItsOwnOptions) {
+  auto muon = make("{name: muon, lr: 0.02, fallback: {lr: 0.003}}");
+  ASSERT_EQ(muon->param_groups().size(), 2u);  // matrix (wq) + fallback (wte, bias)
+  const auto& matrix = static_cast<const bo::MuonOptions&>(muon->param_groups()[0].options());
+  const auto& fallback = static_cast<const bo::MuonOptions&>(muon->param_groups()[1].options());
+  EXPECT_FALSE(matrix.use_fallback());
+  EXPECT_EQ(matrix.lr(), 0.02);
+  EXPECT_TRUE(fallback.use_fallback());
+  EXPECT_EQ(fallback.lr(), 0.003);
+  EXPECT_EQ(muon->param_groups()[1].params().size(), 2u);
+  // A custom keyword list moves wq to the fallback: no matrix group left.
+  EXPECT_EQ(make("{name: muon, fallback_keywords: [wte, wq]}")->param_groups().size(), 1u);
+}
+
+}  // namespace
