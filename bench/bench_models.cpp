@@ -3,9 +3,10 @@
 // BM_GPTTrainStepPython in the same process run, with the same torch thread count and, as in
 // every blockopt process, OpenBLAS single-threaded).
 // Run: build/blockopt_bench --benchmark_filter=GPTTrainStep
-// Measured 2026-11-23 on 2 shared cores under load average 7-8 (other builds running), so
-// noisy: C++ 867 tokens/s vs Python 1094 (0.79x); an earlier run with Python's OpenBLAS
-// multi-threaded gave 1092 vs 551 (1.98x). The 1.3x goal is not demonstrated on this machine.
+// Measured 2026-11-23 on 2 shared cores under load average 6-8 (other builds running), so
+// noisy: C++ 3449 tokens/s vs Python 2372 (1.45x); in a busier moment 867 vs 1094 (0.79x);
+// an earlier run with Python's OpenBLAS multi-threaded gave 1092 vs 551 (1.98x). The 1.3x
+// goal needs confirming on an idle machine.
 #include <blockopt/models/gpt.h>
 #include <blockopt/models/loss.h>
 
