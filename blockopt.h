@@ -3,7 +3,12 @@
 #include <blockopt/hessian/estimators.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
+#include <blockopt/models/cnn.h>
+#include <blockopt/models/corpus.h>
+#include <blockopt/models/fashion_mnist.h>
+#include <blockopt/models/gpt.h>
 #include <blockopt/models/mlp.h>
+#include <blockopt/models/text.h>
 #include <blockopt/optim/adam_mini.h>
 #include <blockopt/optim/adamw.h>
 #include <blockopt/optim/asgo.h>
