@@ -48,6 +48,10 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     throw ConfigError("--set " + path + ": cannot parse value: " + e.msg);
   }
+  set_config_value(root, path, value);
+}
+
+void set_config_value(YAML::Node& root, const std::string& path, const YAML::Node& value) {
   // NOTE: yaml-cpp nodes are handles; walk with reset() so assignment does not overwrite.
   YAML::Node node;
   node.reset(root);
@@ -55,9 +59,9 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   while (true) {
     const auto dot = path.find('.', start);
     const std::string key = path.substr(start, dot == std::string::npos ? dot : dot - start);
-    if (key.empty()) throw ConfigError("--set: empty key in '" + path + "'");
+    if (key.empty()) throw ConfigError("empty key in '" + path + "'");
     if (!node.IsMap() && !node.IsNull()) {
-      throw ConfigError("--set " + path + ": '" + key + "' is under a non-mapping value");
+      throw ConfigError(path + ": '" + key + "' is under a non-mapping value");
     }
     if (dot == std::string::npos) {
       node[key] = value;

@@ -23,6 +23,9 @@ class ConfigError : public std::runtime_error {
 // Loads a YAML file; a missing file or a syntax error is a ConfigError naming the file.
 YAML::Node load_yaml_file(const std::string& path);
 
+// Sets root[a][b][c] = value for path "a.b.c", creating mappings on the way.
+void set_config_value(YAML::Node& root, const std::string& path, const YAML::Node& value);
+
 // Applies `a.b.c=value` (value parsed as YAML, so numbers, lists and maps work).
 void apply_override(YAML::Node& root, const std::string& assignment);
 

@@ -65,23 +65,71 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-// PNG frames of hessian/ grouped by name without the step (e.g. block_matrix_step00010.png),
-// each group shown with a slider over steps.
+// Splits a probe file stem such as "block_norms_10_heatmap" into the group name with the
+// step replaced by '*' ("block_norms_*_heatmap") and the step (10); -1 without a number.
+std::pair<std::string, int64_t> frame_group(const std::string& stem) {
+  size_t start = 0;
+  while (start <= stem.size()) {
+    const auto end = std::min(stem.find('_', start), stem.size());
+    const auto token = stem.substr(start, end - start);
+    if (!token.empty() && token.find_first_not_of("0123456789") == std::string::npos) {
+      return {stem.substr(0, start) + "*" + stem.substr(end), std::stoll(token)};
+    }
+    start = end + 1;
+  }
+  return {stem, -1};
+}
+
+// Every numeric scalar of probes.jsonl against the step, one plot per probe type.
+std::string probe_scalar_plots(const fs::path& probes) {
+  if (!fs::exists(probes)) return "";
+  std::map<std::string, std::map<std::string, svg::Series>> by_type;
+  std::istringstream in(read_file(probes));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto r = nlohmann::json::parse(line, nullptr, false);
+    if (r.is_discarded() || !r.contains("step")) continue;
+    const std::string type = r.value("type", "probe");
+    for (const auto& [key, value] : r.items()) {
+      if (key == "step" || !value.is_number()) continue;
+      auto& series = by_type[type][key];
+      series.name = key;
+      series.markers = true;
+      series.x.push_back(r["step"].get<double>());
+      series.y.push_back(value.get<double>());
+    }
+  }
+  std::string html;
+  for (const auto& [type, series_by_key] : by_type) {
+    std::vector<svg::Series> series;
+    bool positive = true;
+    for (const auto& [key, s] : series_by_key) {
+      series.push_back(s);
+      for (double y : s.y) positive = positive && y > 0;
+    }
+    html += svg::line_plot({type + " over training", "step", "value", false, positive}, series);
+  }
+  return html;
+}
+
+// PNG frames of hessian/ grouped by name without the step, each group shown with a slider
+// over the probe steps.
 std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
   const auto dir = run_dir / "hessian";
   if (!fs::exists(dir)) return "";
-  std::map<std::string, std::vector<fs::path>> groups;
+  std::map<std::string, std::vector<std::pair<int64_t, fs::path>>> groups;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".png") continue;
-    auto stem = entry.path().stem().string();
-    const auto pos = stem.rfind("_step");
-    groups[pos == std::string::npos ? stem : stem.substr(0, pos)].push_back(entry.path());
+    auto [group, step] = frame_group(entry.path().stem().string());
+    groups[group].emplace_back(step, entry.path());
   }
-  if (groups.empty()) return "";
-  std::string html = "<h3>Hessian probe</h3>";
+  std::string html = "<h3>Hessian probe</h3>" + probe_scalar_plots(dir / "probes.jsonl");
+  if (groups.empty()) return html;
   int g = 0;
-  for (auto& [name, frames] : groups) {
-    std::sort(frames.begin(), frames.end());
+  for (auto& [name, steps_and_frames] : groups) {
+    std::sort(steps_and_frames.begin(), steps_and_frames.end());
+    std::vector<fs::path> frames;
+    for (const auto& item : steps_and_frames) frames.push_back(item.second);
     const auto id = fmt::format("{}h{}", id_prefix, g++);
     html += fmt::format("<h4>{}</h4><div>", name);
     for (size_t i = 0; i < frames.size(); ++i) {

@@ -30,7 +30,12 @@ void scale_lrs(YAML::Node optimizer, double multiplier) {
   }
 }
 
-std::string run_id(const std::string& label, double multiplier, uint64_t seed) {
+// Directory name: the label with spaces and '=' made path-friendly.
+std::string run_id(std::string label, double multiplier, uint64_t seed) {
+  for (auto& c : label) {
+    if (c == ' ') c = '-';
+    else if (c == '=' || c == '/') c = '_';
+  }
   return fmt::format("{}-lr{}x-s{}", label, multiplier, seed);
 }
 
@@ -76,9 +81,37 @@ SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
     optimizers.emplace_back(config["optimizer"]["name"].as<std::string>("optimizer"),
                             YAML::Clone(config["optimizer"]));
   }
+  // grid: {config.path: [values]}: the cartesian product of those settings.
+  struct Setting {
+    std::string suffix;  // e.g. " classes=10"
+    std::vector<std::pair<std::string, YAML::Node>> values;
+  };
+  std::vector<Setting> settings(1);
+  auto grid = sweep.child("grid");
+  grid.accept_all_keys();  // arbitrary config paths, checked when each run is built
+  if (config["sweep"]["grid"]) {
+    for (const auto& entry : config["sweep"]["grid"]) {
+      const auto path = entry.first.as<std::string>();
+      grid.check(entry.second.IsSequence() && entry.second.size() > 0, "",
+                 "grid." + path + " must be a non-empty list of values");
+      const auto short_name = path.substr(path.rfind('.') + 1);
+      std::vector<Setting> expanded;
+      for (const auto& setting : settings) {
+        for (const auto& value : entry.second) {
+          Setting next = setting;
+          next.suffix += " " + short_name + "=" + YAML::Dump(value);
+          next.values.emplace_back(path, value);
+          expanded.push_back(next);
+        }
+      }
+      settings = expanded;
+    }
+  }
   root.check_no_unknown_keys();
 
-  for (const auto& [label, section] : optimizers) {
+  for (const auto& setting : settings)
+  for (const auto& [optimizer_label, section] : optimizers) {
+    const std::string label = optimizer_label + setting.suffix;
     for (double multiplier : multipliers) {
       for (uint64_t seed : seeds) {
         SweepRun run;
@@ -88,6 +121,7 @@ SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
         run.seed = seed;
         run.config = YAML::Clone(config);
         run.config.remove("sweep");
+        for (const auto& [path, value] : setting.values) set_config_value(run.config, path, YAML::Clone(value));
         run.config["name"] = run.id;
         run.config["seed"] = seed;
         run.config["optimizer"] = YAML::Clone(section);

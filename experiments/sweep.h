@@ -1,5 +1,6 @@
 #pragma once
-// A sweep: one config expanded into a grid of runs (optimizer x lr multiplier x seed), each
+// A sweep: one config expanded into a grid of runs (optimizer x any config values, e.g.
+// data.classes, x lr multiplier x seed), each
 // run in its own process and run directory, then compared (seed spread, steps and wall time
 // to a target loss, lr sensitivity, memory).
 #include <blockopt/experiments/run_dir.h>
@@ -13,7 +14,7 @@ namespace blockopt::experiments {
 
 struct SweepRun {
   std::string id;               // directory name under <sweep>/runs/
-  std::string optimizer_label;  // label of the optimizer entry (default: its name)
+  std::string optimizer_label;  // optimizer entry label (default: its name) + grid values
   double lr_multiplier = 1.0;
   uint64_t seed = 0;
   YAML::Node config;            // the complete config of this run

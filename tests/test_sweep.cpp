@@ -67,6 +67,24 @@ TEST(SweepTest, ExpandsOptimizersLrMultipliersAndSeeds) {
   for (const auto& run : plan.runs) EXPECT_NO_THROW(ex::build_experiment(run.config, run.id));
 }
 
+TEST(SweepTest, GridExpandsAnyConfigValue) {
+  const auto plan = ex::plan_sweep(YAML::Load(R"(name: c
+data: {type: gaussian, samples: 64, dim: 4, classes: 3}
+model: {type: linear}
+optimizer: {name: adam, lr: 0.01}
+sweep:
+  grid: {data.classes: [2, 10], model.init: [lecun_normal, pytorch_default]}
+)"), "grid.yaml");
+  ASSERT_EQ(plan.runs.size(), 4u);
+  EXPECT_EQ(plan.runs[0].id, "adam-classes_2-init_lecun_normal-lr1x-s0");
+  EXPECT_EQ(plan.runs[0].optimizer_label, "adam classes=2 init=lecun_normal");
+  EXPECT_EQ(plan.runs[3].config["data"]["classes"].as<int>(), 10);
+  EXPECT_EQ(plan.runs[3].config["model"]["init"].as<std::string>(), "pytorch_default");
+  EXPECT_EQ(plan.runs[3].config["data"]["samples"].as<int>(), 64);
+  EXPECT_THAT(plan_error("name: c\noptimizer: {name: adam}\nsweep: {grid: {data.classes: 3}}\n"),
+              HasSubstr("must be a non-empty list"));
+}
+
 TEST(SweepTest, ConfigErrorsNameTheSweepKey) {
   EXPECT_THAT(plan_error("name: s\noptimizer: {name: adamw}\nsweep: {seedz: [1]}\n"),
               HasSubstr("sweep.seedz (line 3): unknown key"));
@@ -141,4 +159,26 @@ TEST(ReportTest, RendersInHeadlessChromium) {
   const auto html = ex::read_file(dom);
   EXPECT_THAT(html, HasSubstr("<polyline"));
   EXPECT_THAT(html, HasSubstr("completed"));
+}
+
+// Every shipped config is valid: its keys, types and ranges pass (sweeps: every run).
+TEST(SweepTest, ShippedConfigsAreValid) {
+  int checked = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(BLOCKOPT_SOURCE_DIR) / "experiments" / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const auto config = ex::load_yaml_file(entry.path().string());
+    // SentencePiece token files come from a separate blockopt-tokenize step (a Long test).
+    const auto tokenizer = config["data"]["tokenizer"];
+    if (tokenizer && tokenizer["type"] && tokenizer["type"].as<std::string>() == "sentencepiece") continue;
+    if (ex::is_sweep(config)) {
+      for (const auto& run : ex::plan_sweep(config, entry.path().string()).runs) {
+        EXPECT_NO_THROW(ex::build_experiment(run.config, run.id));
+      }
+    } else {
+      EXPECT_NO_THROW(ex::build_experiment(config, entry.path().string()));
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
 }
