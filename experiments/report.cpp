@@ -104,6 +104,9 @@ std::string probe_scalar_plots(const fs::path& probes) {
     std::vector<svg::Series> series;
     bool positive = true;
     for (const auto& [key, s] : series_by_key) {
+      // Constants (parameter counts, probe settings) would only flatten the plot.
+      if (s.y.size() > 1 && std::all_of(s.y.begin(), s.y.end(), [&](double y) { return y == s.y[0]; })) continue;
+      if (key == "seconds") continue;  // probe cost, not a Hessian quantity
       series.push_back(s);
       for (double y : s.y) positive = positive && y > 0;
     }
