@@ -115,12 +115,8 @@ void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
 }
 
 torch::Tensor AdamMini::step(LossClosure closure) {
+  const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     for (auto& param : group.params()) {
       if (param.grad().defined()) check_finite_grad(param.grad(), "Adam-mini");

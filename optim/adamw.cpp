@@ -81,12 +81,8 @@ void adamw_update_reference(torch::Tensor& param, const torch::Tensor& grad,
 }
 
 torch::Tensor AdamW::step(LossClosure closure) {
+  const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     for (auto& param : group.params()) {
       if (param.grad().defined()) check_finite_grad(param.grad(), "AdamW");

@@ -127,12 +127,8 @@ ASGO::ASGO(std::vector<torch::optim::OptimizerParamGroup> param_groups, ASGOOpti
 }
 
 torch::Tensor ASGO::step(LossClosure closure) {
+  const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   step_matrix_optimizer<ASGOParamState, ASGOOptions>(
       *this, "ASGO",
       [this](torch::Tensor& param, const torch::Tensor& grad, ASGOParamState& state,

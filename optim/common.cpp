@@ -29,6 +29,12 @@ int64_t state_bytes(const torch::optim::Optimizer& optimizer) {
   return bytes;
 }
 
+torch::Tensor evaluate_closure(const torch::optim::Optimizer::LossClosure& closure) {
+  if (!closure) return {};
+  torch::AutoGradMode enable_grad(true);
+  return closure();
+}
+
 void require(bool ok, const std::string& optimizer, const std::string& what) {
   if (!ok) throw std::invalid_argument(optimizer + ": " + what);
 }

@@ -18,6 +18,10 @@ class StateTensors {
 // Bytes held in optimizer state (blockopt states and torch::optim::Adam/AdamW states).
 int64_t state_bytes(const torch::optim::Optimizer& optimizer);
 
+// The loss of an optimizer step's closure, evaluated with grad enabled; undefined when there
+// is no closure. Every step() calls it before its NoGradGuard.
+torch::Tensor evaluate_closure(const torch::optim::Optimizer::LossClosure& closure);
+
 // Throws std::invalid_argument("<optimizer>: <what>") when `ok` is false.
 void require(bool ok, const std::string& optimizer, const std::string& what);
 void check_lr(double lr, const std::string& optimizer);

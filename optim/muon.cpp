@@ -94,12 +94,8 @@ Muon::Muon(std::vector<torch::optim::OptimizerParamGroup> param_groups, MuonOpti
 }
 
 torch::Tensor Muon::step(LossClosure closure) {
+  const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   step_matrix_optimizer<MuonParamState, MuonOptions>(
       *this, "Muon",
       [](torch::Tensor& param, const torch::Tensor& grad, MuonParamState& state,

@@ -86,12 +86,8 @@ NorMuon::NorMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups,
 }
 
 torch::Tensor NorMuon::step(LossClosure closure) {
+  const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   step_matrix_optimizer<NorMuonParamState, NorMuonOptions>(
       *this, "NorMuon",
       [](torch::Tensor& param, const torch::Tensor& grad, NorMuonParamState& state,
