@@ -67,7 +67,7 @@ void read_muon_common(experiments::ConfigNode& config, Options& o) {
 
 std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_params,
                                                experiments::ConfigNode& config,
-                                               const std::string& name) {
+                                               const std::string& name, std::string& layout) {
   if (name == "adamw") {
     return std::make_unique<AdamW>(values(named_params),
                                    read_adamw_options(config, AdamWOptions(), true));
@@ -84,20 +84,27 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     o.weight_decay(config.get<double>("weight_decay", o.weight_decay()));
     o.head_dim(config.get<int64_t>("head_dim", o.head_dim()));
     o.partition(config.get<std::string>("partition", o.partition()));
-    return std::make_unique<AdamMini>(named_params, o);
+    auto optimizer = std::make_unique<AdamMini>(named_params, o);
+    layout = optimizer->partition_summary();
+    for (const auto& warning : optimizer->partition_warnings()) layout += "warning: " + warning + "\n";
+    return optimizer;
   }
   if (name == "muon") {
     MuonOptions o;
     read_muon_common(config, o);
     o.scale(config.get<std::string>("scale", o.scale()));
-    return std::make_unique<Muon>(named_params, o, read_routing(config));
+    const auto rule = read_routing(config);
+    layout = routing_summary(named_params, rule);
+    return std::make_unique<Muon>(named_params, o, rule);
   }
   if (name == "normuon") {
     NorMuonOptions o;
     read_muon_common(config, o);
     o.beta2(config.get<double>("beta2", o.beta2()));
     o.final_scale(config.get<std::string>("final_scale", o.final_scale()));
-    return std::make_unique<NorMuon>(named_params, o, read_routing(config));
+    const auto rule = read_routing(config);
+    layout = routing_summary(named_params, rule);
+    return std::make_unique<NorMuon>(named_params, o, rule);
   }
   if (name == "asgo") {
     ASGOOptions o;
@@ -119,7 +126,9 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
       config.fail("rms_target", "expected a number or none, got '" + rms + "'");
     }
     read_fallback(config, o);
-    return std::make_unique<ASGO>(named_params, o, read_routing(config));
+    const auto rule = read_routing(config);
+    layout = routing_summary(named_params, rule);
+    return std::make_unique<ASGO>(named_params, o, rule);
   }
   config.fail("name", "unknown optimizer '" + name +
                           "' (known: adamw, adam, adam_mini, muon, normuon, asgo)");
@@ -128,11 +137,14 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
 }  // namespace
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& named_params,
-                                                        experiments::ConfigNode config) {
+                                                        experiments::ConfigNode config,
+                                                        std::string* layout) {
   const auto name = config.get<std::string>("name");
   std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::string described;
   try {
-    optimizer = build(named_params, config, name);
+    optimizer = build(named_params, config, name, described);
+    if (layout != nullptr) *layout = described;
   } catch (const std::invalid_argument& e) {  // option validation, naming the YAML path
     config.fail("", e.what());
   }

@@ -10,7 +10,11 @@
 
 namespace blockopt::optim {
 
+// `layout` (optional) receives which parameter went where: Adam-mini's blocks per tensor
+// (with a "warning:" line for a matrix left as one whole-tensor block) or the matrix
+// optimizers' routing (matrix or fallback); empty for AdamW and Adam.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& named_params,
-                                                        experiments::ConfigNode config);
+                                                        experiments::ConfigNode config,
+                                                        std::string* layout = nullptr);
 
 }  // namespace blockopt::optim

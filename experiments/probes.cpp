@@ -302,6 +302,8 @@ void add_ratios(nlohmann::json& record, const torch::Tensor& norms, const bh::Pa
   record["ratio_mean"] = s.mean;
   record["ratio_max"] = s.max;
   record["ratio_by_tensor_pair"] = to_json(s.by_tensor_pair);
+  record["ratio_sq_mean"] = s.squared_mean;
+  record["ratio_sq_by_tensor_pair"] = to_json(s.squared_by_tensor_pair);
 }
 
 // Restores the global RNG and the model's train/eval mode on scope exit.
@@ -452,6 +454,12 @@ void HessianProbe::probe(Trainer& trainer, int64_t step) {
       }
       save("_js.npy", js);
       record["smoothing_sigma"] = sigma;
+      // Smoothed densities on a common grid, for the report's spectrum plots.
+      auto grid = torch::linspace(lo - 4 * sigma, hi + 4 * sigma, 200, torch::kDouble);
+      nlohmann::json block_densities = nlohmann::json::object();
+      for (int64_t b = 0; b < nb && b < 8; ++b) block_densities[part.blocks[b].name] = to_json(blocks[b].smooth(grid, sigma));
+      record["density"] = {{"grid", to_json(grid)}, {"full", to_json(full.smooth(grid, sigma))},
+                           {"blocks", block_densities}};
       if (nb > 1) {
         record["js_mean"] = (js.sum() / (nb * (nb - 1))).item<double>();
         record["js_max"] = js.max().item<double>();

@@ -62,9 +62,17 @@ std::shared_ptr<models::DataSource> build_fashion_mnist(ConfigNode& node, uint64
   o.dir(node.get<std::string>("dir", o.dir()));
   o.batch(node.get<int64_t>("batch", o.batch()));
   node.check(o.batch() > 0 && o.batch() <= 60000, "batch", "must be in [1, 60000]");
+  o.train_samples(node.get<int64_t>("train_samples", o.train_samples()));
+  node.check(o.train_samples() >= 0 && o.train_samples() <= 60000, "train_samples",
+             "must be in [0, 60000] (0 = all)");
+  node.check(o.train_samples() == 0 || o.batch() <= o.train_samples(), "batch",
+             "must be <= train_samples");
+  o.eval_split(node.get<std::string>("eval_split", o.eval_split()));
+  node.check(o.eval_split() == "test" || o.eval_split() == "train", "eval_split",
+             "must be test or train");
   o.eval_samples(node.get<int64_t>("eval_samples", o.eval_samples()));
   node.check(o.eval_samples() >= 0 && o.eval_samples() <= 10000, "eval_samples",
-             "must be in [0, 10000] (0 = the whole test set)");
+             "must be in [0, 10000] (0 = the whole evaluation split)");
   o.seed(node.get<uint64_t>("seed", seed));
   try {
     return std::make_shared<models::FashionMNIST>(o);

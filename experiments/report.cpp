@@ -1,6 +1,7 @@
 #include <blockopt/experiments/report.h>
 #include <blockopt/experiments/svg.h>
 #include <blockopt/experiments/sweep.h>
+#include <blockopt/experiments/theory.h>
 
 #include <fmt/format.h>
 
@@ -90,13 +91,20 @@ std::string probe_scalar_plots(const fs::path& probes) {
     auto r = nlohmann::json::parse(line, nullptr, false);
     if (r.is_discarded() || !r.contains("step")) continue;
     const std::string type = r.value("type", "probe");
-    for (const auto& [key, value] : r.items()) {
-      if (key == "step" || !value.is_number()) continue;
+    auto add = [&](const std::string& key, const nlohmann::json& value) {
       auto& series = by_type[type][key];
       series.name = key;
       series.markers = true;
       series.x.push_back(r["step"].get<double>());
       series.y.push_back(value.get<double>());
+    };
+    for (const auto& [key, value] : r.items()) {
+      if (key == "step") continue;
+      if (value.is_number()) add(key, value);
+      // Short numeric lists (top eigenvalues): one series per entry.
+      if (value.is_array() && value.size() <= 10 && !value.empty() && value[0].is_number()) {
+        for (size_t i = 0; i < value.size(); ++i) add(fmt::format("{}[{}]", key, i), value[i]);
+      }
     }
   }
   std::string html;
@@ -115,6 +123,34 @@ std::string probe_scalar_plots(const fs::path& probes) {
   return html;
 }
 
+// SLQ spectral densities (probe records with "density"): the full model at every probed step,
+// and the principal blocks at the last one. Values below 1e-5 of the peak are left out of the
+// log axis.
+std::string spectrum_plots(const fs::path& probes) {
+  if (!fs::exists(probes)) return "";
+  std::vector<svg::Series> full, blocks;
+  std::istringstream in(read_file(probes));
+  std::string line;
+  auto curve = [](const std::string& name, const nlohmann::json& grid, const nlohmann::json& density) {
+    svg::Series s{name, grid, density, {}, {}, false};
+    const double peak = *std::max_element(s.y.begin(), s.y.end());
+    for (auto& y : s.y) y = y < 1e-5 * peak ? std::nan("") : y;
+    return s;
+  };
+  while (std::getline(in, line)) {
+    auto r = nlohmann::json::parse(line, nullptr, false);
+    if (r.is_discarded() || !r.contains("density")) continue;
+    const auto& d = r["density"];
+    full.push_back(curve(fmt::format("step {}", r["step"].get<int64_t>()), d["grid"], d["full"]));
+    blocks.clear();
+    for (const auto& [name, density] : d["blocks"].items()) blocks.push_back(curve(name, d["grid"], density));
+  }
+  if (full.empty()) return "";
+  return svg::line_plot({"SLQ spectral density, full model", "eigenvalue", "density", false, true}, full) +
+         svg::line_plot({"SLQ spectral density of principal blocks, last probe", "eigenvalue", "density", false, true},
+                        blocks);
+}
+
 // PNG frames of hessian/ grouped by name without the step, each group shown with a slider
 // over the probe steps.
 std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
@@ -126,7 +162,8 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
     auto [group, step] = frame_group(entry.path().stem().string());
     groups[group].emplace_back(step, entry.path());
   }
-  std::string html = "<h3>Hessian probe</h3>" + probe_scalar_plots(dir / "probes.jsonl");
+  std::string html =
+      "<h3>Hessian probe</h3>" + probe_scalar_plots(dir / "probes.jsonl") + spectrum_plots(dir / "probes.jsonl");
   if (groups.empty()) return html;
   int g = 0;
   for (auto& [name, steps_and_frames] : groups) {
@@ -147,6 +184,53 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
           frames.size() - 1, frames.size() - 1, id);
     }
     html += "</div>";
+  }
+  return html;
+}
+
+std::string cell_text(const nlohmann::json& value) {
+  if (value.is_number_float()) return fmt::format("{:.4g}", value.get<double>());
+  if (value.is_string()) return value.get<std::string>();
+  return value.dump();
+}
+
+// Measured against predicted (theory.h), written to <dir>/theory.json and shown as tables and
+// a plot (predictions as lines, measurements as markers).
+std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run_dirs) {
+  const auto theory = evaluate_theory(run_dirs);
+  if (theory.is_null()) return "";
+  write_file_atomic(dir / "theory.json", theory.dump(2) + "\n");
+  std::string html = fmt::format("<h2>Theory: {}</h2><p>{}</p>", theory["kind"].get<std::string>(),
+                                 theory["claim"].get<std::string>());
+  if (theory.contains("checks")) {
+    html += "<table><tr><th>quantity</th><th>measured</th><th>predicted</th></tr>";
+    for (const auto& check : theory["checks"]) {
+      html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", cell_text(check["quantity"]),
+                          cell_text(check["measured"]), cell_text(check["predicted"]));
+    }
+    html += "</table>";
+  }
+  if (theory.contains("rows")) {
+    html += "<table><tr>";
+    for (const auto& column : theory["columns"]) html += "<th>" + column.get<std::string>() + "</th>";
+    html += "</tr>";
+    for (const auto& row : theory["rows"]) {
+      html += "<tr>";
+      for (const auto& value : row) html += "<td>" + cell_text(value) + "</td>";
+      html += "</tr>";
+    }
+    html += "</table>";
+  }
+  if (theory.contains("plot")) {
+    const auto& plot = theory["plot"];
+    std::vector<svg::Series> series;
+    for (const auto& s : plot["series"]) {
+      series.push_back({s["name"], s["x"], s["y"], {}, {}, !s["line"].get<bool>()});
+    }
+    html += svg::line_plot({plot["title"], plot["xlabel"], plot["ylabel"], plot["log_x"], plot["log_y"]}, series);
+  }
+  if (!theory["missing"].empty()) {
+    html += "<p class=\"diverged\">no probe record (left out): " + theory["missing"].dump() + "</p>";
   }
   return html;
 }
@@ -183,7 +267,10 @@ std::string single_run(const fs::path& dir) {
   if (fs::exists(dir / "config.resolved.yaml")) {
     body += "<h3>Resolved config</h3><pre>" + read_file(dir / "config.resolved.yaml") + "</pre>";
   }
-  return body + hessian_section(dir, "run");
+  if (fs::exists(dir / "optimizer_layout.txt")) {
+    body += "<h3>Optimizer layout</h3><pre>" + read_file(dir / "optimizer_layout.txt") + "</pre>";
+  }
+  return body + theory_section(dir, {dir}) + hessian_section(dir, "run");
 }
 
 std::string sweep_page(const fs::path& dir) {
@@ -254,6 +341,9 @@ std::string sweep_page(const fs::path& dir) {
   if (target > 0.0) {
     body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
   }
+  std::vector<fs::path> run_dirs;
+  for (const auto& run : index["runs"]) run_dirs.push_back(dir / "runs" / run["id"].get<std::string>());
+  body += theory_section(dir, run_dirs);
   body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
   for (const auto& run : comparison["runs"]) {
     const std::string status = run["status"];

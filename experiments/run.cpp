@@ -3,10 +3,17 @@
 #include <blockopt/experiments/registry.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/runtime.h>
+#include <blockopt/experiments/theory.h>
+#include <blockopt/optim/asgo.h>
 #include <blockopt/optim/common.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+
+#include <algorithm>
+#include <sstream>
 
 namespace blockopt::experiments {
 
@@ -26,10 +33,24 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   seed_everything(e.seed);  // model initialisation draws from the global generator
   e.data = build_data(root.child("data"), e.seed);
   e.model = build_model(root.child("model"), *e.data);
-  e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"));
+  e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"),
+                                      &e.optimizer_layout);
   e.trainer = read_trainer_options(root.child("train"));
   e.schedule = read_schedule(root.child("schedule"), e.trainer.steps);
   e.probes = read_probe_specs(root.children("probes"));
+  if (root.has("theory")) {
+    // Read by the report (theory.h); checked here so a typo fails before the run.
+    auto theory = root.child("theory");
+    const auto kind = theory.get<std::string>("kind");
+    const auto& kinds = theory_kinds();
+    theory.check(std::find(kinds.begin(), kinds.end(), kind) != kinds.end(), "kind",
+                 fmt::format("unknown theory kind '{}' (known: {})", kind, fmt::join(kinds, ", ")));
+    const bool has_ratio_probe = std::any_of(e.probes.begin(), e.probes.end(), [](const ProbeSpec& p) {
+      return p.type == "full_hessian" || p.type == "block_norms" || p.type == "hutchinson";
+    });
+    theory.check(has_ratio_probe, "kind",
+                 "needs a full_hessian, block_norms or hutchinson probe to measure block ratios");
+  }
   root.check_no_unknown_keys();
   e.resolved_yaml = root.resolved_yaml();
   return e;
@@ -60,6 +81,10 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
   auto eval_json = [](const EvalMetrics& m) {
     return nlohmann::json{{"step", m.step}, {"loss", m.loss}, {"accuracy", m.accuracy}};
   };
+  if (const auto* asgo = dynamic_cast<const optim::ASGO*>(e.optimizer.get())) {
+    summary["asgo_nan_roots"] = asgo->nan_roots();  // steps whose root was replaced by I
+    if (asgo->nan_roots() > 0) spdlog::warn("ASGO replaced {} non-finite roots by I", asgo->nan_roots());
+  }
   if (r.final_eval) summary["final_eval"] = eval_json(*r.final_eval);
   if (r.best_eval) summary["best_eval"] = eval_json(*r.best_eval);
   write_file_atomic(dir.summary_path(), summary.dump(2) + "\n");
@@ -105,6 +130,17 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   spdlog::info("{}: {} parameters, {} steps, run directory {}", experiment.name,
                experiment.model->parameter_count(), experiment.trainer.steps,
                outcome.dir.string());
+  if (!experiment.optimizer_layout.empty()) {
+    // Which parameter went where (Adam-mini blocks, matrix or fallback), kept with the run.
+    write_file_atomic(outcome.dir / "optimizer_layout.txt", experiment.optimizer_layout);
+    spdlog::info("optimizer layout (blocks / routing per parameter): {}",
+                 (outcome.dir / "optimizer_layout.txt").string());
+    spdlog::debug("optimizer layout:\n{}", experiment.optimizer_layout);
+    std::istringstream lines(experiment.optimizer_layout);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("warning: ", 0) == 0) spdlog::warn("{}", line.substr(9));
+    }
+  }
   trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
   trainer.add_callback(
       std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));

@@ -21,6 +21,7 @@ struct Experiment {
   std::shared_ptr<models::Model> model;
   std::shared_ptr<models::DataSource> data;
   std::shared_ptr<torch::optim::Optimizer> optimizer;
+  std::string optimizer_layout;  // make_optimizer's parameter layout (blocks / routing)
   LrSchedule schedule;
   TrainerOptions trainer;
   // Hessian probes; run_experiment turns them into one HessianProbe callback writing to the

@@ -8,10 +8,13 @@ struct RuntimeInfo {
   int intra_op_threads = 0;
   bool openblas_found = false;  // false: the BLAS in use is not OpenBLAS
   int openblas_threads = 0;
+  bool malloc_keeps_memory = false;  // glibc mmap/trim thresholds raised (runtime.cpp)
 };
 
 // Sets torch's intra-op pool to `intra_op_threads` (0 = all cores) and OpenBLAS to one thread
-// (two pools fighting over the cores cost 2x), and logs both. Call once at start-up.
+// (two pools fighting over the cores cost 2x), makes glibc keep freed memory instead of
+// returning it to the kernel (fresh pages cost a fault each), and logs all three. Call once
+// at start-up, before large allocations.
 RuntimeInfo configure_runtime(int intra_op_threads = 0);
 
 // Seeds torch's global generator (model init, dropout).

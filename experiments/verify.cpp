@@ -8,8 +8,10 @@
 namespace blockopt::experiments {
 
 nlohmann::json VerifyResult::to_json() const {
-  return {{"case", case_name}, {"kind", kind},         {"error", error},
-          {"tolerance", tolerance}, {"pass", pass}, {"detail", detail}};
+  nlohmann::json out = {{"case", case_name}, {"kind", kind},         {"error", error},
+                        {"tolerance", tolerance}, {"pass", pass}, {"detail", detail}};
+  if (!first_mismatch.empty()) out["first_mismatch"] = first_mismatch;
+  return out;
 }
 
 torch::Tensor OracleCase::tensor(const std::string& key) const {
@@ -73,6 +75,9 @@ VerifyResult verify_optimizer_case(const OracleCase& oracle, torch::Dtype dtype)
       if (error > result.error) {
         result.error = error;
         result.detail = fmt::format("largest error at step {}, parameter {}", t, item.key());
+      }
+      if (error > result.tolerance && result.first_mismatch.empty()) {
+        result.first_mismatch = fmt::format("step {}, parameter {} (error {:.3g})", t, item.key(), error);
       }
     }
   }

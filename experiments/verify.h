@@ -15,6 +15,7 @@ struct VerifyResult {
   double tolerance = 0.0;
   bool pass = false;
   std::string detail;  // where the largest error occurred
+  std::string first_mismatch;  // optimizer cases: the first step and parameter over tolerance
   nlohmann::json to_json() const;
 };
 

@@ -1,5 +1,6 @@
 #include <blockopt/hessian/partition.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace blockopt::hessian {
@@ -127,6 +128,26 @@ torch::Tensor principal_block(const torch::Tensor& hessian, const Block& block) 
   return hessian.slice(0, block.begin, block.end).slice(1, block.begin, block.end);
 }
 
+namespace {
+
+// (T, T) mean of values_ij over off-diagonal pairs i != j with i in tensor s, j in tensor t.
+torch::Tensor mean_by_tensor_pair(const torch::Tensor& values, const torch::Tensor& off,
+                                  const Partition& partition) {
+  const int64_t nb = values.size(0);
+  int64_t tensors = 0;
+  for (const auto& b : partition.blocks) tensors = std::max(tensors, b.tensor + 1);
+  auto tensor_of = torch::empty({nb}, torch::kLong);
+  for (int64_t b = 0; b < nb; ++b) tensor_of[b] = partition.blocks[b].tensor;
+  auto pair_sum = [&](const torch::Tensor& m) {
+    auto rows = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, m);
+    return torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, rows);
+  };
+  return pair_sum(values.masked_fill(off.logical_not(), 0.0)) /
+         pair_sum(off.to(torch::kDouble)).clamp_min(1.0);
+}
+
+}  // namespace
+
 RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& partition) {
   const int64_t nb = norms.size(0);
   RatioSummary s;
@@ -138,17 +159,10 @@ RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& pa
     auto values = s.ratio.masked_select(off);
     s.mean = values.mean().item<double>();
     s.max = values.max().item<double>();
+    s.squared_mean = values.square().mean().item<double>();
   }
-  int64_t tensors = 0;
-  for (const auto& b : partition.blocks) tensors = std::max(tensors, b.tensor + 1);
-  auto tensor_of = torch::empty({nb}, torch::kLong);
-  for (int64_t b = 0; b < nb; ++b) tensor_of[b] = partition.blocks[b].tensor;
-  auto sums = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, s.ratio);
-  sums = torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, sums);
-  auto offf = off.to(torch::kDouble);
-  auto counts = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, offf);
-  counts = torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, counts);
-  s.by_tensor_pair = sums / counts.clamp_min(1.0);
+  s.by_tensor_pair = mean_by_tensor_pair(s.ratio, off, partition);
+  s.squared_by_tensor_pair = mean_by_tensor_pair(s.ratio.square(), off, partition);
   return s;
 }
 

@@ -56,6 +56,9 @@ struct RatioSummary {
   double mean = 0.0;           // over i != j
   double max = 0.0;
   torch::Tensor by_tensor_pair;  // (T, T) mean r_ij over i in tensor s, j in tensor t, i != j
+  // The seed paper's quantity: r_ij^2 = ||H_ij||_F^2 / ||H_ii||_F^2, averaged the same ways.
+  double squared_mean = 0.0;
+  torch::Tensor squared_by_tensor_pair;  // (T, T)
 };
 RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& partition);
 

@@ -65,7 +65,9 @@ torch::Tensor read_idx_gz(const std::string& path, int64_t expected_dims) {
 }
 
 FashionMNIST::FashionMNIST(FashionMNISTOptions options)
-    : batch_(options.batch()), sampler_(60000, options.batch(), options.seed()) {
+    : batch_(options.batch()),
+      sampler_(options.train_samples() > 0 ? options.train_samples() : 60000, options.batch(),
+               options.seed()) {
   const auto& dir = options.dir();
   train_x_ = standardise(read_idx_gz(dir + "/train-images-idx3-ubyte.gz", 3));
   train_y_ = read_idx_gz(dir + "/train-labels-idx1-ubyte.gz", 1).to(torch::kLong);
@@ -75,8 +77,23 @@ FashionMNIST::FashionMNIST(FashionMNISTOptions options)
                   test_x_.size(0) == 10000 && test_y_.size(0) == 10000 &&
                   train_x_.size(2) == 28 && train_x_.size(3) == 28,
               "Fashion-MNIST in ", dir, " has unexpected sizes");
+  TORCH_CHECK(options.train_samples() >= 0 && options.train_samples() <= 60000,
+              "train_samples must be in [0, 60000]");
+  if (options.train_samples() > 0) {
+    train_x_ = train_x_.slice(0, 0, options.train_samples());
+    train_y_ = train_y_.slice(0, 0, options.train_samples());
+  }
+  TORCH_CHECK(options.batch() <= train_x_.size(0), "batch ", options.batch(), " exceeds the ",
+              train_x_.size(0), " training images");
+  TORCH_CHECK(options.eval_split() == "test" || options.eval_split() == "train",
+              "eval_split must be test or train, not '", options.eval_split(), "'");
+  if (options.eval_split() == "train") {
+    test_x_ = train_x_;
+    test_y_ = train_y_;
+  }
   if (options.eval_samples() > 0) {
-    TORCH_CHECK(options.eval_samples() <= 10000, "eval_samples must be <= 10000");
+    TORCH_CHECK(options.eval_samples() <= test_x_.size(0), "eval_samples must be <= ",
+                test_x_.size(0));
     test_x_ = test_x_.slice(0, 0, options.eval_samples());
     test_y_ = test_y_.slice(0, 0, options.eval_samples());
   }

@@ -15,6 +15,12 @@ torch::Tensor read_idx_gz(const std::string& path, int64_t expected_dims);
 struct FashionMNISTOptions {
   TORCH_ARG(std::string, dir) = "/usr/share/datasets/fashion-mnist";
   TORCH_ARG(int64_t, batch) = 128;
+  // Train on the first train_samples training images (0 = all 60000), e.g. the seed paper's
+  // N = 128 setting.
+  TORCH_ARG(int64_t, train_samples) = 0;
+  // "test": evaluate (and probe the Hessian) on the test images; "train": on the training
+  // images used, so the probe sees the training loss.
+  TORCH_ARG(std::string, eval_split) = "test";
   // Evaluation on the first eval_samples test images (0 = all 10000), in batches of 1000.
   TORCH_ARG(int64_t, eval_samples) = 0;
   TORCH_ARG(uint64_t, seed) = 0;

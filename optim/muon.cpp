@@ -100,11 +100,7 @@ torch::Tensor Muon::step(LossClosure closure) {
       *this, "Muon",
       [](torch::Tensor& param, const torch::Tensor& grad, MuonParamState& state,
          const MuonOptions& options) {
-        auto direction = muon_momentum(grad, state.momentum_buffer(), options.momentum(),
-                                       options.nesterov());
-        auto ortho = newton_schulz(as_matrix(direction), options.ns_steps(), options.ns_eps_mode(),
-                                   ns_compute_dtype(options.ns_dtype()))
-                         .to(param.scalar_type());  // (rows, cols)
+        auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
         const double s = muon_scale(options.scale(), ortho.size(0), ortho.size(1));
         param.mul_(1.0 - options.lr() * options.weight_decay());
         param.add_(ortho.reshape(param.sizes()), -options.lr() * s);

@@ -4,6 +4,7 @@
 //   W <- W (1 - lr wd) - lr s(rows, cols) NS(D)
 // Non-matrix tensors (by name, routing.h) run the AdamW fallback.
 #include <blockopt/optim/common.h>
+#include <blockopt/optim/newton_schulz.h>
 #include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
@@ -73,6 +74,18 @@ class Muon : public torch::optim::Optimizer {
 // D = nesterov ? (1-mu) G + mu B : B, after B <- mu B + (1-mu) G (B created on first use).
 torch::Tensor muon_momentum(const torch::Tensor& grad, torch::Tensor& buffer, double momentum,
                             bool nesterov);
+
+// O = NS(D) (rows, cols) after the momentum above, cast back to the parameter's dtype (also
+// after a bf16 Newton-Schulz). Shared by Muon and NorMuon, whose options both carry the
+// momentum and ns_* fields.
+template <typename Options>
+torch::Tensor orthogonalised_momentum(const torch::Tensor& param, const torch::Tensor& grad,
+                                      torch::Tensor& buffer, const Options& options) {
+  auto direction = muon_momentum(grad, buffer, options.momentum(), options.nesterov());
+  return newton_schulz(as_matrix(direction), options.ns_steps(), options.ns_eps_mode(),
+                       ns_compute_dtype(options.ns_dtype()))
+      .to(param.scalar_type());
+}
 
 // Shape factor s(rows, cols) for `scale`: original sqrt(max(1, rows/cols)),
 // match_rms_adamw 0.2 sqrt(max(rows, cols)), none 1.

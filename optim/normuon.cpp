@@ -92,13 +92,9 @@ torch::Tensor NorMuon::step(LossClosure closure) {
       *this, "NorMuon",
       [](torch::Tensor& param, const torch::Tensor& grad, NorMuonParamState& state,
          const NorMuonOptions& options) {
-        auto direction = muon_momentum(grad, state.momentum_buffer(), options.momentum(),
-                                       options.nesterov());
-        // NOTE: O is cast back to the parameter dtype before the v update (the official code
-        // fails with fp32 parameters after a bf16 NS).
-        auto ortho = newton_schulz(as_matrix(direction), options.ns_steps(), options.ns_eps_mode(),
-                                   ns_compute_dtype(options.ns_dtype()))
-                         .to(param.scalar_type());  // (rows, cols)
+        // NOTE: O is in the parameter dtype before the v update (the official code fails with
+        // fp32 parameters after a bf16 NS).
+        auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
         const auto rows = ortho.size(0), cols = ortho.size(1);
         if (!state.second_moment().defined()) state.second_moment(torch::zeros({rows, 1}, param.options()));
         auto row_mean_sq = ortho.square().mean(1, /*keepdim=*/true);  // r, (rows, 1)

@@ -35,17 +35,7 @@ Setting gaussian_setting(std::vector<int64_t> widths, int64_t n, uint64_t seed) 
 double mean_sq_ratio(const Setting& s, bm::Loss loss, int64_t t) {
   auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y, loss);
   auto part = bh::Partition::per_row(s.infos);
-  auto ratios = bh::off_diagonal_ratios(bh::block_norms(h, part), part).ratio;
-  double sum = 0.0;
-  int64_t count = 0;
-  for (int64_t i = 0; i < part.size(); ++i) {
-    for (int64_t j = 0; j < part.size(); ++j) {
-      if (i == j || part.blocks[i].tensor != t || part.blocks[j].tensor != t) continue;
-      sum += std::pow(ratios[i][j].item<double>(), 2);
-      ++count;
-    }
-  }
-  return sum / static_cast<double>(count);
+  return bh::off_diagonal_ratios(bh::block_norms(h, part), part).squared_by_tensor_pair[t][t].item<double>();
 }
 
 }  // namespace
@@ -97,6 +87,13 @@ TEST(HessianPartition, BlockNormsAndRatiosMatchDirectSlices) {
   // Tensor 0 holds blocks 0 and 1: its within-tensor mean is the mean of r_01 and r_10.
   EXPECT_NEAR(s.by_tensor_pair[0][0].item<double>(),
               (s.ratio[0][1] + s.ratio[1][0]).item<double>() / 2, 1e-12);
+  EXPECT_NEAR(s.squared_by_tensor_pair[0][1].item<double>(),
+              (s.ratio[0][2].square() + s.ratio[1][2].square()).item<double>() / 2, 1e-12);
+  double squares = 0.0;
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 3; ++j) squares += i == j ? 0.0 : std::pow(s.ratio[i][j].item<double>(), 2);
+  }
+  EXPECT_NEAR(s.squared_mean, squares / 6, 1e-12);
   EXPECT_TRUE(torch::equal(bh::principal_block(h, part.blocks[1]), h.slice(0, 3, 7).slice(1, 3, 7)));
 }
 

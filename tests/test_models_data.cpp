@@ -193,6 +193,25 @@ TEST(ModelsFashionMNIST, LoadsAndFeedsCNNAndMLP) {
   EXPECT_EQ(mlp->forward(batch.inputs).sizes(), torch::IntArrayRef({8, 10}));
 }
 
+// The seed paper's N = 128 setting: full-batch training on the first 128 training images,
+// evaluated (and probed) on exactly those images.
+TEST(ModelsFashionMNIST, TrainSubsetEvaluatedOnTheTrainingSplit) {
+  if (!fs::exists(FashionMNISTOptions().dir())) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  auto data = ex::build_data(config("type: fashion_mnist\nbatch: 128\ntrain_samples: 128\neval_split: train\n"), 1);
+  auto eval = data->eval_batches();
+  ASSERT_EQ(eval.size(), 1u);
+  ASSERT_EQ(eval[0].inputs.size(0), 128);
+  auto batch = data->next_batch();  // one epoch = the whole subset, reshuffled
+  auto sorted_batch = std::get<0>(batch.inputs.reshape({128, -1}).sum(1).sort());
+  auto sorted_eval = std::get<0>(eval[0].inputs.reshape({128, -1}).sum(1).sort());
+  EXPECT_TRUE(torch::equal(sorted_batch, sorted_eval));
+  EXPECT_NE(error_of([] { ex::build_data(config("type: fashion_mnist\nbatch: 256\ntrain_samples: 128\n"), 1); })
+                .find("must be <= train_samples"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { ex::build_data(config("type: fashion_mnist\neval_split: val\n"), 1); }).find("eval_split"),
+            std::string::npos);
+}
+
 TEST(ModelsCNN, StructureFlopsAndDoubleBackward) {
   torch::manual_seed(0);
   CNN model(CNNOptions().channels(4).stages(2).blocks(2));

@@ -2,9 +2,11 @@
 // save/load of state and group options (resume == uninterrupted, bit for bit), option
 // validation, NaN gradients refused with state unchanged, state size per the spec's table.
 #include <blockopt/blockopt.h>
+#include <blockopt/optim/fused_adam.h>
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <sstream>
 
@@ -92,6 +94,9 @@ std::vector<OptimizerCase> optimizer_cases() {
        }},
   };
 }
+
+// Names the optimizer in ctest's test list instead of the struct's bytes.
+void PrintTo(const OptimizerCase& param, std::ostream* out) { *out << param.name; }
 
 class OptimContract : public ::testing::TestWithParam<OptimizerCase> {};
 
@@ -393,3 +398,40 @@ TEST(OptimMatrix, AsgoRootsStayFiniteOnSingularPreconditioner) {
 }
 
 }  // namespace
+
+// The vectorised finiteness check finds a NaN or an Inf anywhere: in the 16-wide body, in the
+// tail, in either parallel chunk.
+TEST(OptimFused, AllFiniteFindsEveryNonFiniteValue) {
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const int64_t n = (1 << 16) + 7;
+    auto x = torch::randn({n}, dtype) * 1e30;
+    EXPECT_TRUE(bo::all_finite(x)) << dtype;
+    for (int64_t position : {int64_t{0}, int64_t{15}, int64_t{40000}, n - 3, n - 1}) {
+      for (double bad : {std::nan(""), double(INFINITY), -double(INFINITY)}) {
+        auto y = x.clone();
+        y[position] = bad;
+        EXPECT_FALSE(bo::all_finite(y)) << dtype << " " << bad << " at " << position;
+      }
+    }
+    EXPECT_FALSE(bo::all_finite(x.slice(0, 0, n, 2).clone().fill_(INFINITY))) << dtype;
+  }
+}
+
+// A zero gradient with eps = 0 makes P = 0 and the polar-express root 0/0: that step uses
+// R = I instead and counts it (a run's summary reports the count), and the parameter stays
+// finite. The next, non-zero gradient gives a finite root again.
+TEST(OptimMatrix, AsgoNonFiniteRootFallsBackToIdentityAndIsCounted) {
+  bo::NamedParameters named;
+  named.insert("h.0.attn.wk.weight", torch::randn({8, 16}, torch::kFloat64).set_requires_grad(true));
+  const auto before = named[0].value().detach().clone();
+  bo::ASGO asgo(named, bo::ASGOOptions(1e-2).eps(0.0).weight_decay(0.0));
+  named[0].value().mutable_grad() = torch::zeros({8, 16}, torch::kFloat64);
+  asgo.step();
+  EXPECT_EQ(asgo.nan_roots(), 1);
+  EXPECT_TRUE(torch::equal(named[0].value(), before));  // M = 0, so U = R M = 0
+  named[0].value().mutable_grad() = torch::randn({8, 16}, torch::kFloat64);
+  asgo.step();
+  EXPECT_EQ(asgo.nan_roots(), 1);
+  EXPECT_TRUE(torch::isfinite(named[0].value()).all().item<bool>());
+  EXPECT_FALSE(torch::equal(named[0].value(), before));
+}

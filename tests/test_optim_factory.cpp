@@ -4,6 +4,7 @@
 #include <blockopt/experiments/config.h>
 #include <blockopt/experiments/optimizer_factory.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace {
@@ -31,6 +32,28 @@ TEST(OptimFactory, BuildsEveryOptimizer) {
   EXPECT_NE(dynamic_cast<bo::Muon*>(make("{name: muon, fallback: {lr: 0.003}}").get()), nullptr);
   EXPECT_NE(dynamic_cast<bo::NorMuon*>(make("{name: normuon}").get()), nullptr);
   EXPECT_NE(dynamic_cast<bo::ASGO*>(make("{name: asgo, rms_target: none}").get()), nullptr);
+}
+
+// The layout a run writes to optimizer_layout.txt: routing for the matrix optimizers, blocks
+// (with the whole-tensor warning) for Adam-mini, nothing for AdamW.
+TEST(OptimFactory, ReportsTheParameterLayout) {
+  auto layout_of = [](const bo::NamedParameters& named, const std::string& yaml) {
+    std::string layout;
+    bo::make_optimizer(named, ConfigNode::root(YAML::Load(yaml), "test.yaml"), &layout);
+    return layout;
+  };
+  for (const auto* name : {"muon", "normuon", "asgo"}) {
+    const auto layout = layout_of(params(), fmt::format("{{name: {}}}", name));
+    EXPECT_NE(layout.find("matrix   h.0.attn.wq.weight"), std::string::npos) << name << layout;
+    EXPECT_NE(layout.find("fallback wte.weight"), std::string::npos) << name << layout;
+    EXPECT_NE(layout.find("fallback h.0.mlp.fc.bias"), std::string::npos) << name << layout;
+  }
+  EXPECT_NE(layout_of(params(), "{name: adam_mini, head_dim: 4}").find("total blocks"), std::string::npos);
+  bo::NamedParameters fused_qkv;
+  fused_qkv.insert("h.0.attn.c_attn.weight", torch::zeros({24, 8}));
+  EXPECT_NE(layout_of(fused_qkv, "{name: adam_mini, partition: v111, head_dim: 4}").find("warning: "),
+            std::string::npos);
+  EXPECT_EQ(layout_of(params(), "{name: adamw}"), "");
 }
 
 TEST(OptimFactory, AdamHasNoWeightDecayKey) {

@@ -1,7 +1,5 @@
 // Replays every optimizer oracle case in ../shared/testdata/optim through make_optimizer, in
 // float64 and float32, and checks each recorded parameter against the case's tolerance.
-#include <blockopt/experiments/config.h>
-#include <blockopt/experiments/optimizer_factory.h>
 #include <blockopt/experiments/verify.h>
 
 #include <gtest/gtest.h>
@@ -11,8 +9,8 @@
 namespace {
 
 namespace fs = std::filesystem;
-using blockopt::experiments::ConfigNode;
 using blockopt::experiments::load_oracle_case;
+using blockopt::experiments::verify_optimizer_case;
 
 std::vector<std::string> optimizer_cases() {
   std::vector<std::string> names;
@@ -28,40 +26,19 @@ struct OracleParam {
   torch::Dtype dtype;
 };
 
+// Names the case in ctest's test list instead of the struct's bytes.
+void PrintTo(const OracleParam& param, std::ostream* out) { *out << param.case_name << " " << param.dtype; }
+
 class OptimOracle : public ::testing::TestWithParam<OracleParam> {};
 
+// The replay is verify_optimizer_case (what `blockopt verify` runs); a failure names the case,
+// dtype and the step and parameter of the first mismatch.
 TEST_P(OptimOracle, MatchesTrajectory) {
   const auto& [case_name, dtype] = GetParam();
-  const auto oracle =
-      load_oracle_case(fs::path(BLOCKOPT_TESTDATA_DIR) / "optim" / (case_name + ".json"));
-  const auto& m = oracle.manifest;
-  const double tolerance =
-      m.at(dtype == torch::kFloat64 ? "tolerance_float64" : "tolerance_float32").get<double>();
-  const double max_move = m.at("max_move").get<double>();
-
-  blockopt::optim::NamedParameters named;
-  for (const auto& p : m.at("params")) {
-    const auto name = p.at("name").get<std::string>();
-    named.insert(name, oracle.tensor("init/" + name).to(dtype).clone().set_requires_grad(true));
-  }
-  auto optimizer = blockopt::optim::make_optimizer(
-      named, ConfigNode::root(YAML::Load(m.at("optimizer").dump()), case_name));
-  const auto param_steps = m.at("param_steps").get<std::vector<int64_t>>();
-  for (int64_t t = 1; t <= m.at("steps").get<int64_t>(); ++t) {
-    for (auto& item : named) {
-      item.value().mutable_grad() = oracle.tensor(fmt::format("grad/{}/{}", t, item.key())).to(dtype);
-    }
-    optimizer->step();
-    if (std::find(param_steps.begin(), param_steps.end(), t) == param_steps.end()) continue;
-    for (const auto& item : named) {
-      const auto expected = oracle.tensor(fmt::format("param/{}/{}", t, item.key()));
-      const double error =
-          (item.value().detach().to(torch::kFloat64) - expected).abs().max().item<double>() /
-          max_move;
-      EXPECT_LE(error, tolerance) << "case " << case_name << ", parameter " << item.key()
-                                  << ", step " << t << ", dtype " << dtype;
-    }
-  }
+  const auto result = verify_optimizer_case(
+      load_oracle_case(fs::path(BLOCKOPT_TESTDATA_DIR) / "optim" / (case_name + ".json")), dtype);
+  EXPECT_TRUE(result.pass) << "dtype " << dtype << ": " << result.to_json().dump();
+  EXPECT_TRUE(result.first_mismatch.empty()) << result.first_mismatch;
 }
 
 std::vector<OracleParam> all_cases() {

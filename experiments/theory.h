@@ -1,0 +1,31 @@
+#pragma once
+// The seed paper's block-structure theory as tables of measured against predicted values.
+// A config names what its runs test with `theory: {kind: ...}`; the report then reads each
+// run's config.resolved.yaml and the per-row block ratios its Hessian probe recorded
+// (ratio_* in hessian/probes.jsonl) and writes theory.json plus a table and a plot.
+//
+// r_ij = ||H_ij||_F / ||H_ii||_F for blocks i != j (one block per output row unless stated).
+//   linear_ce_ratio    linear + CE, N >> d: mean r_ij -> 1/(C-1)                  x = C
+//   theorem1           linear + CE (Theorem 1): C^2 mean r_ij^2 -> (g e^{2s} + 1) / (g e^s + 1),
+//                      g = d/N, s = logit variance (1 LeCun init, 1/3 PyTorch default) x = g
+//   class_slopes       1 hidden layer (Theorem 2): mean r_ij^2 ~ C^slope with slope -1 for
+//                      hidden rows, -2 for output rows (CE); output rows exactly 0 (MSE)  x = C
+//   training_dynamics  dynamic force: cross-layer blocks H_wv ~ optimality gap shrink as
+//                      training proceeds                                             x = step
+#include <blockopt/experiments/run_dir.h>
+
+#include <string>
+#include <vector>
+
+namespace blockopt::experiments {
+
+// The kinds above, for config validation.
+const std::vector<std::string>& theory_kinds();
+
+// Theory of the finished runs in `run_dirs` (all with the same kind), or null when their
+// configs name none. Shape: {kind, claim, columns, rows, checks: [{quantity, measured,
+// predicted}], plot: {title, xlabel, ylabel, log_x, log_y, series: [{name, x, y, line}]}}.
+// Runs without a completed probe record are listed in "missing", never silently dropped.
+nlohmann::json evaluate_theory(const std::vector<fs::path>& run_dirs);
+
+}  // namespace blockopt::experiments
