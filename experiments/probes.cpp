@@ -41,7 +41,14 @@ std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes) {
                "expected block_norms, full_hessian, lanczos, hutchinson or slq");
     s.every = node.get<int64_t>("every", s.every);
     node.check(s.every >= 0, "every", "must be >= 0");
-    s.steps = node.get<std::vector<int64_t>>("steps", s.steps);
+    try {
+      s.steps = node.get<std::vector<int64_t>>("steps", s.steps);
+    } catch (const ConfigError& e) {
+      // spec/architecture.md's example wrote `steps: 50` for the Lanczos iterations.
+      throw ConfigError(std::string(e.what()) +
+                        " (steps lists the training steps to probe at, e.g. [0, 100]; the Lanczos "
+                        "iteration count is lanczos_steps)");
+    }
     node.check(s.every > 0 || !s.steps.empty(), "every", "give `every: k` or `steps: [..]`");
     s.partition = node.get<std::string>("partition", s.partition);
     s.head_dim = node.get<int64_t>("head_dim", s.head_dim);

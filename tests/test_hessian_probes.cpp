@@ -101,4 +101,14 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
   } catch (const ex::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("partition"), std::string::npos) << e.what();
   }
+  // The spec's example used `steps: 50` for Lanczos iterations: the error says what to write.
+  auto lanczos = YAML::Load(kConfig);
+  lanczos["probes"][3]["steps"] = 50;
+  try {
+    ex::build_experiment(lanczos, "cfg.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ex::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("probes[3].steps"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("lanczos_steps"), std::string::npos) << e.what();
+  }
 }
