@@ -1,9 +1,11 @@
 // Hessian benchmarks on the paper's setup (1-hidden-layer ReLU MLP, d = 500, m = 8, C = 500,
 // N = 5000, CE; P = 8000): closed-form full Hessian vs the autograd row loop and Python's
-// torch.autograd.functional.hessian, HVP/gradient cost ratio, Lanczos step cost.
+// torch.autograd.functional.hessian, HVP/gradient cost ratio (also on the small GPT),
+// Lanczos step cost.
 // Peak memory is getrusage maxrss of the whole process (so it includes earlier benchmarks).
 #include <blockopt/hessian/estimators.h>
 #include <blockopt/hessian/operator.h>
+#include <blockopt/models/gpt.h>
 
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
@@ -123,27 +125,26 @@ BENCHMARK(BM_FullHessianPython)->Args({50, 50, 500})->Args({500, 500, 5000})
 
 // Gradient (forward + backward) vs one HVP on a reused gradient graph vs an HVP that
 // rebuilds the graph; counters are milliseconds per call.
-void BM_HvpGradRatio(benchmark::State& state) {
-  auto s = paper_setup(500, 8, 500, 5000);
-  auto loss = s.loss();
+void hvp_grad_ratio(benchmark::State& state, const bh::LossClosure& loss,
+                    const std::vector<torch::Tensor>& params) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a) {
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
   };
-  auto v = torch::randn({8 * 500 + 500 * 8});
   double grad_ms = 0, hvp_ms = 0, rebuild_ms = 0;
   int64_t iters = 0;
-  bh::HessianOperator reused(loss, s.weights);
+  bh::HessianOperator reused(loss, params);
+  auto v = torch::randn({reused.size()});
   for (auto _ : state) {
     auto t0 = Clock::now();
-    auto g = torch::autograd::grad({loss()}, s.weights);
+    auto g = torch::autograd::grad({loss()}, params);
     benchmark::DoNotOptimize(g[0].data_ptr());
     grad_ms += ms(t0);
     t0 = Clock::now();
     benchmark::DoNotOptimize(reused.hvp(v).data_ptr());
     hvp_ms += ms(t0);
     t0 = Clock::now();
-    bh::HessianOperator fresh(loss, s.weights);
+    bh::HessianOperator fresh(loss, params);
     benchmark::DoNotOptimize(fresh.hvp(v).data_ptr());
     rebuild_ms += ms(t0);
     ++iters;
@@ -152,9 +153,29 @@ void BM_HvpGradRatio(benchmark::State& state) {
   state.counters["hvp_ms"] = hvp_ms / iters;
   state.counters["hvp_rebuild_ms"] = rebuild_ms / iters;
   state.counters["hvp_over_grad"] = hvp_ms / grad_ms;
+  state.counters["params"] = static_cast<double>(reused.size());
   state.counters["maxrss_mb"] = maxrss_mb();
 }
+
+// The paper's MLP (P = 8000).
+void BM_HvpGradRatio(benchmark::State& state) {
+  auto s = paper_setup(500, 8, 500, 5000);
+  hvp_grad_ratio(state, s.loss(), s.weights);
+}
 BENCHMARK(BM_HvpGradRatio)->Unit(benchmark::kMillisecond)->Iterations(10);
+
+// The small GPT of bench_models (vocab 2000, d_model 128, 4 layers, 4 heads, context 128),
+// float32, one batch of 16 x 128 tokens: the cost of each Hutchinson / Lanczos product.
+void BM_HvpGradRatioGPT(benchmark::State& state) {
+  torch::manual_seed(0);
+  bm::GPT model(bm::GPTOptions().vocab(2000).d_model(128).layers(4).heads(4).context(128));
+  auto tokens = torch::randint(2000, {16, 128}, torch::kLong);
+  auto targets = torch::randint(2000, {16, 128}, torch::kLong);
+  auto loss = [&] { return bm::compute_loss(model.forward(tokens), targets, bm::Loss::CrossEntropy); };
+  hvp_grad_ratio(state, loss, model.parameters());
+}
+BENCHMARK(BM_HvpGradRatioGPT)->Unit(benchmark::kMillisecond)->Iterations(10);
+
 
 // Cost per Lanczos step (one HVP + full reorthogonalisation) over `steps` steps, P = 8000.
 void BM_LanczosStep(benchmark::State& state) {

@@ -311,6 +311,7 @@ void add_ratios(nlohmann::json& record, const torch::Tensor& norms, const bh::Pa
   record["ratio_by_tensor_pair"] = to_json(s.by_tensor_pair);
   record["ratio_sq_mean"] = s.squared_mean;
   record["ratio_sq_by_tensor_pair"] = to_json(s.squared_by_tensor_pair);
+  record["blocks_without_ratio"] = s.rows_without_ratio;
 }
 
 // Restores the global RNG and the model's train/eval mode on scope exit.

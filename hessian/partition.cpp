@@ -152,10 +152,15 @@ RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& pa
   const int64_t nb = norms.size(0);
   RatioSummary s;
   auto norms64 = norms.to(torch::kDouble);
-  s.ratio = norms64 / norms64.diagonal().unsqueeze(1);  // row i divided by ||H_ii||
-  auto off = torch::eye(nb).to(torch::kBool).logical_not();
+  const auto diagonal = norms64.diagonal();
+  // A block with H_ii = 0 (e.g. a ReLU unit dead on every sample) has no ratio: its row is
+  // left out of every mean and counted.
+  const auto defined = diagonal > 0;
+  s.rows_without_ratio = (~defined).sum().item<int64_t>();
+  s.ratio = norms64 / diagonal.unsqueeze(1);  // row i divided by ||H_ii||
+  auto off = torch::eye(nb).to(torch::kBool).logical_not().logical_and(defined.unsqueeze(1));
   s.ratio.masked_fill_(off.logical_not(), 0.0);
-  if (nb > 1) {
+  if (off.any().item<bool>()) {
     auto values = s.ratio.masked_select(off);
     s.mean = values.mean().item<double>();
     s.max = values.max().item<double>();

@@ -52,7 +52,8 @@ torch::Tensor principal_block(const torch::Tensor& hessian, const Block& block);
 
 // r_ij = ||H_ij||_F / ||H_ii||_F over i != j.
 struct RatioSummary {
-  torch::Tensor ratio;         // (B, B), diagonal 0
+  torch::Tensor ratio;         // (B, B), diagonal 0; rows with ||H_ii|| = 0 are 0 and left out
+  int64_t rows_without_ratio = 0;  // blocks with ||H_ii|| = 0 (e.g. dead ReLU units)
   double mean = 0.0;           // over i != j
   double max = 0.0;
   torch::Tensor by_tensor_pair;  // (T, T) mean r_ij over i in tensor s, j in tensor t, i != j

@@ -97,6 +97,20 @@ TEST(HessianPartition, BlockNormsAndRatiosMatchDirectSlices) {
   EXPECT_TRUE(torch::equal(bh::principal_block(h, part.blocks[1]), h.slice(0, 3, 7).slice(1, 3, 7)));
 }
 
+// A block with H_ii = 0 (a ReLU unit dead on every sample) has no ratio: its row is left out
+// of the means and counted, instead of turning them into NaN.
+TEST(HessianPartition, BlocksWithZeroDiagonalAreLeftOutOfTheRatios) {
+  auto part = bh::Partition::custom({{0, 2, 0, ""}, {2, 4, 0, ""}, {4, 6, 0, ""}}, 6);
+  auto norms = torch::tensor({{2.0, 1.0, 0.5}, {0.0, 0.0, 0.0}, {1.0, 0.0, 4.0}}, torch::kDouble);
+  auto s = bh::off_diagonal_ratios(norms, part);
+  EXPECT_EQ(s.rows_without_ratio, 1);
+  EXPECT_TRUE(torch::isfinite(s.ratio).all().item<bool>());
+  // r_01 = 0.5, r_02 = 0.25, r_20 = 0.25, r_21 = 0: mean over the 4 defined pairs.
+  EXPECT_DOUBLE_EQ(s.mean, (0.5 + 0.25 + 0.25 + 0.0) / 4);
+  EXPECT_DOUBLE_EQ(s.squared_mean, (0.25 + 0.0625 + 0.0625) / 4);
+  EXPECT_DOUBLE_EQ(s.by_tensor_pair[0][0].item<double>(), s.mean);
+}
+
 // Theory 1: linear + CE with N >> d: r_ij -> 1/(C-1). With LeCun init the logits have
 // variance ~1, so p is not exactly uniform; measured (C-1) r = 1.025 (C = 5), 1.048 (C = 10)
 // at N = 20000, d = 5 (and it tends to C r -> 1 as C grows), hence a 10% tolerance.

@@ -120,3 +120,33 @@ TEST(PaperTheory, MainFigureCrossLayerBlocksShrinkWithTraining) {
   EXPECT_LT(theory["checks"][0]["measured"].get<double>(), 0.8);  // cross-layer r^2, last / first
   EXPECT_LT(theory["rows"][2][2].get<double>(), theory["rows"][0][2].get<double>());  // loss fell
 }
+
+// The 4-layer ReLU net (d = C = width = 50 in the shipped config), smaller.
+TEST(PaperTheory, FourLayerReluCrossLayerBlocksShrinkWithTraining) {
+  auto config = paper_config("mlp4-relu");
+  set(config, "data", "{type: gaussian, samples: 100, dim: 10, classes: 10, batch: 0}");
+  set(config, "model.hidden", "[10, 10, 10]");
+  set(config, "train", "{steps: 60, eval_every: 30}");
+  set(config, "optimizer.lr", "1.0e-2");
+  set(config, "probes", "[{type: block_norms, steps: [0, 30, 60], partition: per_tensor}]");
+  const auto theory = run_and_evaluate(config, "mlp4");
+  ASSERT_EQ(theory["rows"].size(), 3u);
+  ASSERT_EQ(theory["checks"].size(), 1u);
+  EXPECT_LT(theory["checks"][0]["measured"].get<double>(), 1.0);  // cross-layer r^2, last / first
+}
+
+// Fashion-MNIST N = 128 for 50 full-batch steps, with m = 4 hidden units instead of 8
+// (P = 3176: each probe's 80-320 MB Hessian costs seconds of page faults here).
+TEST(PaperTheory, FashionMnistN128CrossLayerBlocksShrinkWithTraining) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  auto config = paper_config("fashion-mnist-n128");
+  set(config, "model.hidden", "[4]");
+  set(config, "train", "{steps: 50, eval_every: 25}");
+  set(config, "optimizer.lr", "1.0e-2");
+  set(config, "probes", "[{type: block_norms, steps: [0, 25, 50], partition: per_row}]");
+  const auto theory = run_and_evaluate(config, "fashion");
+  ASSERT_EQ(theory["rows"].size(), 3u);
+  ASSERT_EQ(theory["checks"].size(), 1u);
+  EXPECT_LT(theory["checks"][0]["measured"].get<double>(), 1.0);
+  EXPECT_LT(theory["rows"][2][2].get<double>(), theory["rows"][0][2].get<double>());  // loss fell
+}
