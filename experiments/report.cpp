@@ -278,7 +278,10 @@ std::string sweep_page(const fs::path& dir) {
   write_file_atomic(dir / "comparison.json", comparison.dump(2) + "\n");
   const auto index = nlohmann::json::parse(read_file(dir / "sweep.json"));
   const double target = comparison.value("target_loss", 0.0);
-  std::string body;
+  // A sweep that tests a theory (paper configs) leads with it.
+  std::vector<fs::path> run_dirs;
+  for (const auto& run : index["runs"]) run_dirs.push_back(dir / "runs" / run["id"].get<std::string>());
+  std::string body = theory_section(dir, run_dirs);
 
   body += "<h2>Best learning rate per optimizer</h2><table><tr><th>optimizer</th><th>lr</th>"
           "<th>final eval loss</th><th>best eval loss</th><th>steps to target</th>"
@@ -323,7 +326,9 @@ std::string sweep_page(const fs::path& dir) {
       const auto curve = read_curve(dir / "runs" / run["id"].get<std::string>() / "metrics.jsonl");
       for (size_t i = 0; i < curve.steps.size(); ++i) by_step[curve.steps[i]].push_back(curve.loss[i]);
     }
-    svg::Series s{fmt::format("{} (lr {:.3g})", label, best["lr"].get<double>()), {}, {}, {}, {}, false};
+    // Markers when there is a single step (a line through one point does not show).
+    svg::Series s{fmt::format("{} (lr {:.3g})", label, best["lr"].get<double>()), {}, {}, {}, {},
+                  by_step.size() == 1};
     for (const auto& [step, values] : by_step) {
       double sum = 0;
       for (double v : values) sum += v;
@@ -341,9 +346,6 @@ std::string sweep_page(const fs::path& dir) {
   if (target > 0.0) {
     body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
   }
-  std::vector<fs::path> run_dirs;
-  for (const auto& run : index["runs"]) run_dirs.push_back(dir / "runs" / run["id"].get<std::string>());
-  body += theory_section(dir, run_dirs);
   body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
   for (const auto& run : comparison["runs"]) {
     const std::string status = run["status"];

@@ -89,8 +89,14 @@ std::string line_plot(const Axes& axes, const std::vector<Series>& series) {
     }
   }
   if (!std::isfinite(x_lo)) return "<p>(no data to plot for " + escape(axes.title) + ")</p>";
-  if (x_hi == x_lo) x_hi = x_lo + 1, x_lo = axes.log_x ? x_lo / 2 : x_lo - 1;
-  if (y_hi == y_lo) y_hi = y_lo + 1, y_lo = axes.log_y ? y_lo / 2 : y_lo - 1;
+  // A single value: widen the axis around it (by a factor 2 on a log axis).
+  auto widen = [](double& lo, double& hi, bool log) {
+    if (hi != lo) return;
+    if (log) lo /= 2, hi *= 2;
+    else lo -= 1, hi += 1;
+  };
+  widen(x_lo, x_hi, axes.log_x);
+  widen(y_lo, y_hi, axes.log_y);
   const Scale sx{x_lo, x_hi, kLeft, kWidth - kRight, axes.log_x};
   const Scale sy{y_lo, y_hi, kHeight - kBottom, kTop, axes.log_y};
   std::string out = frame(axes, sx, sy);
