@@ -254,7 +254,7 @@ std::string single_run(const fs::path& dir) {
   std::string body;
   if (summary.is_object()) {
     body += "<table>";
-    for (auto key : {"status", "message", "steps", "final_loss", "wall_time", "parameters",
+    for (auto key : {"status", "message", "steps", "final_loss", "wall_time", "parameters", "flops_per_item",
                      "optimizer_state_bytes", "peak_rss_bytes", "seed", "versions"}) {
       if (summary.contains(key)) body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, summary[key].dump());
     }

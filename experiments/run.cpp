@@ -74,6 +74,7 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
       {"wall_time", r.wall_time},
       {"seed", e.seed},
       {"parameters", e.model->parameter_count()},
+      {"flops_per_item", e.model->flops_per_item()},
       {"optimizer_state_bytes", optim::state_bytes(*e.optimizer)},
       {"versions", version_string()},
       {"peak_rss_bytes", peak_rss_bytes()},
@@ -127,9 +128,11 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
     outcome.resumed = true;
     spdlog::info("resuming {} from step {}", outcome.dir.string(), trainer.step());
   }
-  spdlog::info("{}: {} parameters, {} steps, run directory {}", experiment.name,
-               experiment.model->parameter_count(), experiment.trainer.steps,
-               outcome.dir.string());
+  spdlog::info("{}: {} parameters, {:.3g} forward FLOPs per item ({}), {} steps, run directory {}",
+               experiment.name, experiment.model->parameter_count(),
+               static_cast<double>(experiment.model->flops_per_item()), experiment.data->item_name(),
+               experiment.trainer.steps, outcome.dir.string());
+  write_file_atomic(outcome.dir / "model.txt", experiment.model->parameter_listing());
   if (!experiment.optimizer_layout.empty()) {
     // Which parameter went where (Adam-mini blocks, matrix or fallback), kept with the run.
     write_file_atomic(outcome.dir / "optimizer_layout.txt", experiment.optimizer_layout);

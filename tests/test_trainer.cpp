@@ -166,11 +166,13 @@ TEST(RunDirectoryTest, RunWritesFilesAndRefusesADifferentRun) {
   request.out_dir = (dir / "out").string();
   auto outcome = ex::run_experiment(request);
   EXPECT_EQ(outcome.result.status, ex::TrainResult::Status::Completed);
-  for (auto name : {"config.resolved.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"}) {
+  for (auto name : {"config.resolved.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "model.txt"}) {
     EXPECT_TRUE(fs::exists(dir / "out" / name)) << name;
   }
   auto summary = nlohmann::json::parse(ex::read_file(dir / "out" / "summary.json"));
   EXPECT_EQ(summary["status"], "completed");
+  EXPECT_GT(summary["flops_per_item"].get<int64_t>(), 0);
+  EXPECT_NE(ex::read_file(dir / "out" / "model.txt").find("weight"), std::string::npos);
   EXPECT_EQ(summary["steps"], 14);
   EXPECT_GT(summary["optimizer_state_bytes"].get<int64_t>(), 0);
   EXPECT_TRUE(summary.contains("versions"));
