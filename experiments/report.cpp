@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <sstream>
 
 namespace blockopt::experiments {
 
@@ -20,12 +19,7 @@ struct Curve {
 
 Curve read_curve(const fs::path& metrics) {
   Curve c;
-  if (!fs::exists(metrics)) return c;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto r = nlohmann::json::parse(line, nullptr, false);
-    if (r.is_discarded()) continue;
+  for (const auto& r : read_jsonl(metrics)) {
     if (r.contains("loss")) {
       c.steps.push_back(r["step"].get<double>());
       c.loss.push_back(r["loss"].get<double>());
@@ -81,15 +75,11 @@ std::pair<std::string, int64_t> frame_group(const std::string& stem) {
   return {stem, -1};
 }
 
-// Every numeric scalar of probes.jsonl against the step, one plot per probe type.
-std::string probe_scalar_plots(const fs::path& probes) {
-  if (!fs::exists(probes)) return "";
+// Every numeric scalar of the probe records against the step, one plot per probe type.
+std::string probe_scalar_plots(const std::vector<nlohmann::json>& probes) {
   std::map<std::string, std::map<std::string, svg::Series>> by_type;
-  std::istringstream in(read_file(probes));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto r = nlohmann::json::parse(line, nullptr, false);
-    if (r.is_discarded() || !r.contains("step")) continue;
+  for (const auto& r : probes) {
+    if (!r.contains("step")) continue;
     const std::string type = r.value("type", "probe");
     auto add = [&](const std::string& key, const nlohmann::json& value) {
       auto& series = by_type[type][key];
@@ -126,20 +116,16 @@ std::string probe_scalar_plots(const fs::path& probes) {
 // SLQ spectral densities (probe records with "density"): the full model at every probed step,
 // and the principal blocks at the last one. Values below 1e-5 of the peak are left out of the
 // log axis.
-std::string spectrum_plots(const fs::path& probes) {
-  if (!fs::exists(probes)) return "";
+std::string spectrum_plots(const std::vector<nlohmann::json>& probes) {
   std::vector<svg::Series> full, blocks;
-  std::istringstream in(read_file(probes));
-  std::string line;
   auto curve = [](const std::string& name, const nlohmann::json& grid, const nlohmann::json& density) {
     svg::Series s{name, grid, density, {}, {}, false};
     const double peak = *std::max_element(s.y.begin(), s.y.end());
     for (auto& y : s.y) y = y < 1e-5 * peak ? std::nan("") : y;
     return s;
   };
-  while (std::getline(in, line)) {
-    auto r = nlohmann::json::parse(line, nullptr, false);
-    if (r.is_discarded() || !r.contains("density")) continue;
+  for (const auto& r : probes) {
+    if (!r.contains("density")) continue;
     const auto& d = r["density"];
     full.push_back(curve(fmt::format("step {}", r["step"].get<int64_t>()), d["grid"], d["full"]));
     blocks.clear();
@@ -162,8 +148,8 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
     auto [group, step] = frame_group(entry.path().stem().string());
     groups[group].emplace_back(step, entry.path());
   }
-  std::string html =
-      "<h3>Hessian probe</h3>" + probe_scalar_plots(dir / "probes.jsonl") + spectrum_plots(dir / "probes.jsonl");
+  const auto probes = read_jsonl(dir / "probes.jsonl");
+  std::string html = "<h3>Hessian probe</h3>" + probe_scalar_plots(probes) + spectrum_plots(probes);
   if (groups.empty()) return html;
   int g = 0;
   for (auto& [name, steps_and_frames] : groups) {
@@ -190,8 +176,7 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
 
 std::string cell_text(const nlohmann::json& value) {
   if (value.is_number_float()) return fmt::format("{:.4g}", value.get<double>());
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
+  return svg::escape(value.is_string() ? value.get<std::string>() : value.dump());
 }
 
 // Measured against predicted (theory.h), written to <dir>/theory.json and shown as tables and
@@ -200,8 +185,8 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
   const auto theory = evaluate_theory(run_dirs);
   if (theory.is_null()) return "";
   write_file_atomic(dir / "theory.json", theory.dump(2) + "\n");
-  std::string html = fmt::format("<h2>Theory: {}</h2><p>{}</p>", theory["kind"].get<std::string>(),
-                                 theory["claim"].get<std::string>());
+  std::string html = fmt::format("<h2>Theory: {}</h2><p>{}</p>", cell_text(theory["kind"]),
+                                 cell_text(theory["claim"]));
   if (theory.contains("checks")) {
     html += "<table><tr><th>quantity</th><th>measured</th><th>predicted</th></tr>";
     for (const auto& check : theory["checks"]) {
@@ -212,7 +197,7 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
   }
   if (theory.contains("rows")) {
     html += "<table><tr>";
-    for (const auto& column : theory["columns"]) html += "<th>" + column.get<std::string>() + "</th>";
+    for (const auto& column : theory["columns"]) html += "<th>" + cell_text(column) + "</th>";
     html += "</tr>";
     for (const auto& row : theory["rows"]) {
       html += "<tr>";
@@ -230,7 +215,7 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
     html += svg::line_plot({plot["title"], plot["xlabel"], plot["ylabel"], plot["log_x"], plot["log_y"]}, series);
   }
   if (!theory["missing"].empty()) {
-    html += "<p class=\"diverged\">no probe record (left out): " + theory["missing"].dump() + "</p>";
+    html += "<p class=\"diverged\">no probe record (left out): " + cell_text(theory["missing"]) + "</p>";
   }
   return html;
 }
@@ -256,7 +241,7 @@ std::string single_run(const fs::path& dir) {
     body += "<table>";
     for (auto key : {"status", "message", "steps", "final_loss", "wall_time", "parameters", "flops_per_item",
                      "optimizer_state_bytes", "peak_rss_bytes", "seed", "versions"}) {
-      if (summary.contains(key)) body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, summary[key].dump());
+      if (summary.contains(key)) body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, cell_text(summary[key]));
     }
     body += "</table>";
   }
@@ -265,10 +250,10 @@ std::string single_run(const fs::path& dir) {
                          {{"train", curve.steps, curve.loss, {}, {}, false},
                           {"eval", curve.eval_steps, curve.eval_loss, {}, {}, true}});
   if (fs::exists(dir / "config.resolved.yaml")) {
-    body += "<h3>Resolved config</h3><pre>" + read_file(dir / "config.resolved.yaml") + "</pre>";
+    body += "<h3>Resolved config</h3><pre>" + svg::escape(read_file(dir / "config.resolved.yaml")) + "</pre>";
   }
   if (fs::exists(dir / "optimizer_layout.txt")) {
-    body += "<h3>Optimizer layout</h3><pre>" + read_file(dir / "optimizer_layout.txt") + "</pre>";
+    body += "<h3>Optimizer layout</h3><pre>" + svg::escape(read_file(dir / "optimizer_layout.txt")) + "</pre>";
   }
   return body + theory_section(dir, {dir}) + hessian_section(dir, "run");
 }
@@ -350,7 +335,7 @@ std::string sweep_page(const fs::path& dir) {
   for (const auto& run : comparison["runs"]) {
     const std::string status = run["status"];
     body += fmt::format(R"(<tr><td>{}</td><td class="{}">{}</td><td>{}</td></tr>)", run["id"].get<std::string>(),
-                        status == "completed" ? "" : "diverged", status, run["message"].get<std::string>());
+                        status == "completed" ? "" : "diverged", status, cell_text(run["message"]));
   }
   body += "</table>";
   for (const auto& run : index["runs"]) {

@@ -33,6 +33,17 @@ JsonlWriter::JsonlWriter(fs::path path) : path_(std::move(path)) {
   if (!out_) throw std::runtime_error("cannot open " + path_.string());
 }
 
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> records;
+  if (!fs::exists(path)) return records;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!record.is_discarded()) records.push_back(std::move(record));
+  }
+  return records;
+}
+
 void JsonlWriter::write(const nlohmann::json& record) {
   out_ << record.dump() << '\n';
   out_.flush();
@@ -41,15 +52,8 @@ void JsonlWriter::write(const nlohmann::json& record) {
 void JsonlWriter::truncate_after_step(int64_t step) {
   out_.close();
   std::string kept;
-  if (fs::exists(path_)) {
-    std::istringstream in(read_file(path_));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_discarded()) continue;  // a line cut short by a crash
-      if (record.value("step", int64_t{0}) <= step) kept += line + '\n';
-    }
+  for (const auto& record : read_jsonl(path_)) {  // drops a line cut short by a crash
+    if (record.value("step", int64_t{0}) <= step) kept += record.dump() + '\n';
   }
   write_file_atomic(path_, kept);
   out_.open(path_, std::ios::app);

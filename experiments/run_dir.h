@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace blockopt::experiments {
 
@@ -13,6 +14,9 @@ namespace fs = std::filesystem;
 
 void write_file_atomic(const fs::path& path, const std::string& content);
 std::string read_file(const fs::path& path);
+// The JSON objects of a .jsonl file, in order; none when the file is missing. A line that does
+// not parse (cut short by a crash) is skipped.
+std::vector<nlohmann::json> read_jsonl(const fs::path& path);
 
 // Appends one JSON object per line, flushed per line so a crash loses at most one line.
 class JsonlWriter {

@@ -8,10 +8,6 @@
 
 namespace blockopt::experiments::svg {
 
-namespace {
-
-constexpr double kWidth = 640, kHeight = 360, kLeft = 70, kRight = 150, kTop = 30, kBottom = 50;
-
 std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -25,6 +21,10 @@ std::string escape(const std::string& text) {
   }
   return out;
 }
+
+namespace {
+
+constexpr double kWidth = 640, kHeight = 360, kLeft = 70, kRight = 150, kTop = 30, kBottom = 50;
 
 // Maps data coordinates to pixels on one axis (optionally logarithmic).
 struct Scale {

@@ -23,6 +23,9 @@ std::string line_plot(const Axes& axes, const std::vector<Series>& series);
 std::string bar_plot(const Axes& axes, const std::vector<std::string>& labels,
                      const std::vector<double>& values);
 
+// Text with & < > " escaped, for SVG and HTML.
+std::string escape(const std::string& text);
+
 // Colour i of a fixed qualitative palette.
 const char* colour(size_t i);
 

@@ -12,7 +12,6 @@
 #include <map>
 #include <numeric>
 #include <set>
-#include <sstream>
 #include <thread>
 
 namespace blockopt::experiments {
@@ -242,12 +241,9 @@ nlohmann::json stats_json(std::vector<double> values) {
 
 // First evaluation whose loss is <= target: (step, wall time).
 std::optional<std::pair<int64_t, double>> time_to_target(const fs::path& metrics, double target) {
-  if (target <= 0.0 || !fs::exists(metrics)) return std::nullopt;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto record = nlohmann::json::parse(line, nullptr, false);
-    if (record.is_discarded() || !record.contains("eval_loss")) continue;
+  if (target <= 0.0) return std::nullopt;
+  for (const auto& record : read_jsonl(metrics)) {
+    if (!record.contains("eval_loss")) continue;
     if (record["eval_loss"].get<double>() <= target) {
       return std::make_pair(record["step"].get<int64_t>(), record.value("wall_time", 0.0));
     }

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <sstream>
 
 namespace blockopt::experiments {
 
@@ -26,12 +25,8 @@ struct ProbedRun {
 
 std::vector<nlohmann::json> ratio_records(const fs::path& probes) {
   std::vector<nlohmann::json> records;
-  if (!fs::exists(probes)) return records;
-  std::istringstream in(read_file(probes));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto r = nlohmann::json::parse(line, nullptr, false);
-    if (!r.is_discarded() && r.contains("ratio_sq_mean")) records.push_back(r);
+  for (auto& r : read_jsonl(probes)) {
+    if (r.contains("ratio_sq_mean")) records.push_back(std::move(r));
   }
   return records;
 }
