@@ -31,8 +31,14 @@ std::vector<nlohmann::json> ratio_records(const fs::path& probes) {
   return records;
 }
 
-double config_number(const YAML::Node& config, const char* section, const char* key) {
-  return config[section][key].as<double>();
+// A number from the run's resolved config; the kinds that need one are for Gaussian data.
+double config_number(const ProbedRun& run, const char* section, const char* key) {
+  const auto value = run.config[section][key];
+  if (!value) {
+    throw std::runtime_error(fmt::format("{}: this theory kind needs {}.{} (Gaussian data) in config.resolved.yaml",
+                                         run.id, section, key));
+  }
+  return value.as<double>();
 }
 
 // Least-squares slope of log y against log x, leaving out the smallest x when there are 3 or
@@ -64,26 +70,17 @@ nlohmann::json series(const std::string& name, const std::vector<double>& x,
   return {{"name", name}, {"x", x}, {"y", y}, {"line", line}};
 }
 
-// Mean over seeds of `measured(run)` for each key (e.g. the class count), in key order.
-template <typename Key>
-std::map<Key, std::vector<double>> by_key(const std::vector<ProbedRun>& runs,
-                                          Key (*key)(const ProbedRun&),
-                                          double (*measured)(const ProbedRun&)) {
-  std::map<Key, std::vector<double>> values;
-  for (const auto& run : runs) values[key(run)].push_back(measured(run));
-  return values;
-}
-
-double classes_of(const ProbedRun& r) { return config_number(r.config, "data", "classes"); }
-const nlohmann::json& at_init(const ProbedRun& r) { return r.probes.front(); }
+double classes_of(const ProbedRun& r) { return config_number(r, "data", "classes"); }
+// The static-force kinds read the first probe record (the configs probe at step 0).
+const nlohmann::json& first_probe(const ProbedRun& r) { return r.probes.front(); }
 
 nlohmann::json linear_ce_ratio(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {{"claim", "linear model + CE, N >> d: mean r_ij -> 1/(C-1)"},
                           {"columns", {"C", "seeds", "measured mean r_ij", "predicted 1/(C-1)", "(C-1) r_ij"}}};
+  std::map<double, std::vector<double>> by_classes;  // C -> mean r_ij per seed
+  for (const auto& run : runs) by_classes[classes_of(run)].push_back(first_probe(run)["ratio_mean"].get<double>());
   std::vector<double> cs, measured, predicted;
-  for (const auto& [c, values] : by_key<double>(runs, classes_of, [](const ProbedRun& r) {
-         return at_init(r)["ratio_mean"].get<double>();
-       })) {
+  for (const auto& [c, values] : by_classes) {
     const double m = mean(values), p = 1.0 / (c - 1.0);
     table["rows"].push_back({c, values.size(), m, p, m / p});
     table["checks"].push_back({{"quantity", fmt::format("(C-1) r_ij at C = {}", c)}, {"measured", m / p}, {"predicted", 1.0}});
@@ -113,9 +110,9 @@ nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
   std::map<std::string, double> classes;
   for (const auto& run : runs) {
     const double c = classes_of(run);
-    const double gamma = config_number(run.config, "data", "dim") / config_number(run.config, "data", "samples");
+    const double gamma = config_number(run, "data", "dim") / config_number(run, "data", "samples");
     const auto init = run.config["model"]["init"].as<std::string>();
-    values[init][gamma].push_back(c * c * at_init(run)["ratio_sq_mean"].get<double>());
+    values[init][gamma].push_back(c * c * first_probe(run)["ratio_sq_mean"].get<double>());
     classes[init] = c;
   }
   nlohmann::json plot_series = nlohmann::json::array();
@@ -155,7 +152,7 @@ nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
   // loss -> C -> (hidden, output) values over seeds
   std::map<std::string, std::map<double, std::pair<std::vector<double>, std::vector<double>>>> values;
   for (const auto& run : runs) {
-    const auto& pairs = at_init(run)["ratio_sq_by_tensor_pair"];
+    const auto& pairs = first_probe(run)["ratio_sq_by_tensor_pair"];
     const size_t last = pairs.size() - 1;
     auto& cell = values[run.config["train"]["loss"].as<std::string>()][classes_of(run)];
     cell.first.push_back(pairs[0][0].get<double>());
