@@ -1,5 +1,5 @@
 #pragma once
-// Replays an oracle case from ../shared/testdata (optimizer trajectories, full Hessians).
+// Replays an oracle case from tests/data (optimizer trajectories, full Hessians).
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 

@@ -2,6 +2,8 @@
 #include <blockopt/experiments/verify.h>
 #include <blockopt/hessian/operator.h>
 
+#include "common.h"
+
 #include <gtest/gtest.h>
 
 namespace bh = blockopt::hessian;
@@ -10,7 +12,7 @@ namespace bm = blockopt::models;
 class HessianOracle : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HessianOracle, MatchesFloat64) {
-  const auto path = std::string(BLOCKOPT_TESTDATA_DIR) + "/hessian/" + GetParam() + ".json";
+  const auto path = (blockopt::test::testdata_dir() / "hessian" / (GetParam() + ".json")).string();
   const auto result = blockopt::experiments::verify_case(path, torch::kFloat64);
   EXPECT_TRUE(result.pass) << result.to_json().dump();
   EXPECT_LE(result.error, 1e-9);

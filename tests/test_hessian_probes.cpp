@@ -2,6 +2,8 @@
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run.h>
 
+#include "common.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -88,7 +90,8 @@ TEST(HessianProbe, NpyFilesLoadInNumpy) {
       "/usr/bin/python3 -c \"import numpy as n; a=n.load('" + (dir / "a.npy").string() +
       "'); b=n.load('" + (dir / "b.npy").string() +
       "'); assert a.shape==(2,3) and a[1,2]==5 and b.dtype==n.int64 and b[4]==4\"";
-  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) GTEST_SKIP() << "no numpy";
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null"), 0)
+      << "/usr/bin/python3 cannot import numpy: install the Debian package python3-numpy";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
 }
 

@@ -7,6 +7,8 @@
 #include <blockopt/models/mlp.h>
 #include <blockopt/models/text.h>
 
+#include "common.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -21,25 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace ex = blockopt::experiments;
 
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() /
-             ("blockopt_models_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
+using test::fresh_dir;
 
 ex::ConfigNode config(const std::string& yaml) {
   return ex::ConfigNode::root(YAML::Load(yaml), "test.yaml");
@@ -111,7 +96,7 @@ TEST(ModelsText, MissingSentencePieceTokensNameTheCommand) {
 }
 
 TEST(ModelsText, KJVByteTokensTrainAGPT) {
-  if (!fs::exists("/usr/bin/bible")) GTEST_SKIP() << "bible-kjv not installed";
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
   const auto text = read_corpus("kjv");
   EXPECT_GT(text.size(), 4'000'000u);
   EXPECT_EQ(text.rfind("In the beginning God created the heaven and the earth.\n", 0), 0u);
@@ -131,8 +116,8 @@ TEST(ModelsText, KJVByteTokensTrainAGPT) {
 // blockopt-tokenize end to end (about 15 s): its token files feed the text data source.
 TEST(ModelsText, LongSentencePieceTokenizeThenLoad) {
   const auto tool = fs::path(BLOCKOPT_CLI_PATH).parent_path() / "blockopt-tokenize";
-  if (!fs::exists(tool)) GTEST_SKIP() << "blockopt-tokenize not built (libsentencepiece-dev)";
-  if (!fs::exists("/usr/bin/bible")) GTEST_SKIP() << "bible-kjv not installed";
+  BLOCKOPT_REQUIRE_INSTALLED(tool, "libsentencepiece-dev (then rebuild: blockopt-tokenize)");
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
   auto dir = fresh_dir("sp");
   const auto command = tool.string() + " --corpus kjv --vocab 300 --out " + dir.string() +
                        " > /dev/null 2>&1";
@@ -177,7 +162,7 @@ TEST(ModelsFashionMNIST, CorruptedAndMissingFiles) {
 }
 
 TEST(ModelsFashionMNIST, LoadsAndFeedsCNNAndMLP) {
-  if (!fs::exists(FashionMNISTOptions().dir())) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  BLOCKOPT_REQUIRE_INSTALLED(FashionMNISTOptions().dir(), "dataset-fashion-mnist");
   auto data = ex::build_data(config("type: fashion_mnist\nbatch: 8\neval_samples: 2500\n"), 1);
   auto batch = data->next_batch();
   EXPECT_EQ(batch.inputs.sizes(), torch::IntArrayRef({8, 1, 28, 28}));
@@ -196,7 +181,7 @@ TEST(ModelsFashionMNIST, LoadsAndFeedsCNNAndMLP) {
 // The seed paper's N = 128 setting: full-batch training on the first 128 training images,
 // evaluated (and probed) on exactly those images.
 TEST(ModelsFashionMNIST, TrainSubsetEvaluatedOnTheTrainingSplit) {
-  if (!fs::exists(FashionMNISTOptions().dir())) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  BLOCKOPT_REQUIRE_INSTALLED(FashionMNISTOptions().dir(), "dataset-fashion-mnist");
   auto data = ex::build_data(config("type: fashion_mnist\nbatch: 128\ntrain_samples: 128\neval_split: train\n"), 1);
   auto eval = data->eval_batches();
   ASSERT_EQ(eval.size(), 1u);

@@ -1,6 +1,8 @@
 #include <blockopt/models/gpt.h>
 #include <blockopt/models/loss.h>
 
+#include "common.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -171,7 +173,8 @@ void expect_matches_pytorch(const GPTOptions& o) {
 }
 
 TEST(ModelsGPT, OneStepMatchesPyTorch) {
-  if (!python_torch_available()) GTEST_SKIP() << "/usr/bin/python3 with torch not available";
+  ASSERT_TRUE(python_torch_available())
+      << "/usr/bin/python3 cannot import torch: install the Debian package python3-torch";
   expect_matches_pytorch(tiny());
   expect_matches_pytorch(tiny().bias(true).tie_weights(true).layers(1));
 }

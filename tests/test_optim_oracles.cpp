@@ -1,6 +1,8 @@
-// Replays every optimizer oracle case in ../shared/testdata/optim through make_optimizer, in
+// Replays every optimizer oracle case in tests/data/optim through make_optimizer, in
 // float64 and float32, and checks each recorded parameter against the case's tolerance.
 #include <blockopt/experiments/verify.h>
+
+#include "common.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +16,7 @@ using blockopt::experiments::verify_optimizer_case;
 
 std::vector<std::string> optimizer_cases() {
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(fs::path(BLOCKOPT_TESTDATA_DIR) / "optim")) {
+  for (const auto& entry : fs::directory_iterator(blockopt::test::testdata_dir() / "optim")) {
     if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
   }
   std::sort(names.begin(), names.end());
@@ -36,7 +38,7 @@ class OptimOracle : public ::testing::TestWithParam<OracleParam> {};
 TEST_P(OptimOracle, MatchesTrajectory) {
   const auto& [case_name, dtype] = GetParam();
   const auto result = verify_optimizer_case(
-      load_oracle_case(fs::path(BLOCKOPT_TESTDATA_DIR) / "optim" / (case_name + ".json")), dtype);
+      load_oracle_case(blockopt::test::testdata_dir() / "optim" / (case_name + ".json")), dtype);
   EXPECT_TRUE(result.pass) << "dtype " << dtype << ": " << result.to_json().dump();
   EXPECT_TRUE(result.first_mismatch.empty()) << result.first_mismatch;
 }

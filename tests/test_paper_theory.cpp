@@ -8,6 +8,8 @@
 #include <blockopt/experiments/sweep.h>
 
 #include <fmt/format.h>
+#include "common.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -147,7 +149,7 @@ TEST(PaperTheory, FourLayerReluCrossLayerBlocksShrinkWithTraining) {
 // Fashion-MNIST N = 128 for 50 full-batch steps, with m = 4 hidden units instead of 8
 // (P = 3176: each probe's 80-320 MB Hessian costs seconds of page faults here).
 TEST(PaperTheory, FashionMnistN128CrossLayerBlocksShrinkWithTraining) {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist");
   auto config = paper_config("fashion-mnist-n128");
   set(config, "model.hidden", "[4]");
   const auto [losses, cross_ratio] = train_and_probe(config, "fashion", 50, "per_row");

@@ -4,6 +4,8 @@
 #include <blockopt/experiments/sweep.h>
 
 #include <gmock/gmock.h>
+#include "common.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -30,12 +32,7 @@ sweep:
   target_loss: 1.0
 )";
 
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("blockopt_sweep_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using blockopt::test::fresh_dir;
 
 std::string plan_error(const std::string& yaml) {
   try {
@@ -142,9 +139,9 @@ TEST(SweepTest, ComparisonAggregatesSeedsAndRecordsFailures) {
   EXPECT_TRUE(fs::exists(dir / "comparison.json"));
 }
 
-// Renders a report in headless Chromium (skipped when Chromium is absent) and checks the DOM.
+// Renders a report in headless Chromium and checks the DOM.
 TEST(ReportTest, RendersInHeadlessChromium) {
-  if (!fs::exists("/usr/bin/chromium")) GTEST_SKIP() << "chromium not installed";
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/chromium", "chromium");
   const auto dir = fresh_dir("render");
   ex::write_file_atomic(dir / "summary.json", R"({"status":"completed","steps":2})");
   ex::write_file_atomic(dir / "metrics.jsonl",

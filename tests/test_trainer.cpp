@@ -2,6 +2,8 @@
 #include <blockopt/experiments/run.h>
 
 #include <gmock/gmock.h>
+#include "common.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -27,12 +29,7 @@ schedule: {type: cosine, warmup: 3, min_lr_ratio: 0.1}
 train: {steps: 14, grad_accum: 2, grad_clip: 0.5, eval_every: 4, checkpoint_every: 5}
 )";
 
-fs::path fresh_dir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("blockopt_test_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using blockopt::test::fresh_dir;
 
 struct CrashAt : ex::Callback {
   explicit CrashAt(int64_t step) : step(step) {}

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
 
   std::string case_path, dtype_name = "float64";
   auto* verify_cmd = app.add_subcommand("verify", "replay an oracle case; exit 0 when it passes");
-  verify_cmd->add_option("case", case_path, "CASE.json from shared/testdata")->required();
+  verify_cmd->add_option("case", case_path, "an oracle case manifest, e.g. tests/data/optim/adamw.json")->required();
   verify_cmd->add_option("--dtype", dtype_name, "float64 or float32")
       ->check(CLI::IsMember({"float64", "float32"}));
 
