@@ -1,18 +1,20 @@
 #include <blockopt/experiments/config.h>
 #include <blockopt/experiments/sweep.h>
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <signal.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <set>
-#include <thread>
 
 namespace blockopt::experiments {
 
@@ -146,6 +148,34 @@ nlohmann::json read_json_or_null(const fs::path& path) {
   return parsed.is_discarded() ? nlohmann::json(nullptr) : parsed;
 }
 
+// Starts `blockopt_exe run <run_dir>/config.yaml --out <run_dir> --no-progress` with its
+// stdout and stderr appended to <run_dir>/run.log; returns its pid, or nothing (logging why)
+// when it cannot start.
+// NOTE: posix_spawn, not fork(): this process is multithreaded (torch's thread pools), and a
+// forked child of such a process may only make async-signal-safe calls before exec.
+std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& run_dir) {
+  const auto log = (run_dir / "run.log").string();
+  std::vector<std::string> args = {blockopt_exe, "run", (run_dir / "config.yaml").string(),
+                                   "--out", run_dir.string(), "--no-progress"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0666);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int error =
+      posix_spawn(&pid, blockopt_exe.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    spdlog::error("cannot start {} for {}: {}", blockopt_exe, run_dir.string(), std::strerror(error));
+    return std::nullopt;
+  }
+  return pid;
+}
+
 }  // namespace
 
 SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe) {
@@ -184,18 +214,11 @@ SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::st
     while (static_cast<int>(active.size()) >= plan.parallel) reap_one();
     const auto run_dir = dir / "runs" / plan.runs[i].id;
     spdlog::info("sweep {}: starting {}", plan.name, plan.runs[i].id);
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const auto log = (run_dir / "run.log").string();
-      if (!freopen(log.c_str(), "a", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
-      const auto config_path = (run_dir / "config.yaml").string();
-      const auto out = run_dir.string();
-      execl(blockopt_exe.c_str(), blockopt_exe.c_str(), "run", config_path.c_str(), "--out",
-            out.c_str(), "--no-progress", static_cast<char*>(nullptr));
-      _exit(127);
+    if (const auto pid = start_run(blockopt_exe, run_dir)) {
+      active[*pid] = i;
+    } else {
+      exit_codes[i] = 127;  // a shell's code for a command it cannot run; recorded as failed below
     }
-    if (pid < 0) throw std::runtime_error("sweep: fork failed");
-    active[pid] = i;
   }
   while (!active.empty()) reap_one();
 

@@ -139,6 +139,26 @@ TEST(SweepTest, ComparisonAggregatesSeedsAndRecordsFailures) {
   EXPECT_TRUE(fs::exists(dir / "comparison.json"));
 }
 
+TEST(SweepTest, RunsEachRunAsAProcessLoggingToItsDirectory) {
+  const auto plan = ex::plan_sweep(YAML::Load(R"(name: p
+data: {type: gaussian, samples: 32, dim: 4, classes: 3}
+model: {type: linear}
+optimizer: {name: adam, lr: 0.01}
+train: {steps: 2}
+sweep: {seeds: [0, 1], parallel: 2}
+)"), "p.yaml");
+  const auto dir = fresh_dir("sweep_processes");
+  EXPECT_EQ(ex::run_sweep(plan, dir, BLOCKOPT_CLI_PATH).completed, 2);
+  for (const auto& run : plan.runs) {
+    EXPECT_THAT(ex::read_file(dir / "runs" / run.id / "run.log"), HasSubstr("run directory"));
+  }
+  // A command that cannot start: every run is recorded as failed, with the shell's code 127.
+  const auto missing = ex::run_sweep(plan, fresh_dir("sweep_no_command"), "/nonexistent/blockopt");
+  EXPECT_EQ(missing.failed, 2);
+  EXPECT_THAT(ex::read_file(missing.dir / "runs" / plan.runs[0].id / "summary.json"),
+              HasSubstr("code 127"));
+}
+
 // Renders a report in headless Chromium and checks the DOM.
 TEST(ReportTest, RendersInHeadlessChromium) {
   BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/chromium", "chromium");
