@@ -10,27 +10,35 @@ namespace blockopt::experiments {
 MetricsLogger::MetricsLogger(const RunDirectory& dir, std::string item_name)
     : writer_(dir.metrics_path()), item_name_(std::move(item_name)) {}
 
-void MetricsLogger::on_train_begin(Trainer& trainer) {
-  // A resumed run rewrites history from its checkpoint on: drop lines logged after it.
-  writer_.truncate_after_step(trainer.step());
+void MetricsLogger::on_train_begin(Trainer& trainer) { start_step_ = trainer.step(); }
+
+void MetricsLogger::write(const nlohmann::json& record) {
+  // A resumed run rewrites history from its checkpoint on: the lines logged after it are
+  // dropped, but only once this session has a record of its own, so a start that fails
+  // (in another callback or the first step) leaves metrics.jsonl as it was.
+  if (start_step_) {
+    writer_.truncate_after_step(*start_step_);
+    start_step_.reset();
+  }
+  writer_.write(record);
 }
 
 void MetricsLogger::on_step_end(Trainer& trainer, const StepMetrics& m) {
   if (m.step % trainer.options().log_every != 0 && m.step != trainer.options().steps) return;
-  writer_.write({{"step", m.step},
-                 {"loss", m.loss},
-                 {"lr", m.lr},
-                 {"grad_norm", m.grad_norm},
-                 {"wall_time", m.wall_time},
-                 {item_name_ + "_per_s", m.items_per_second},
-                 {"optimizer_state_bytes", m.state_bytes}});
+  write({{"step", m.step},
+         {"loss", m.loss},
+         {"lr", m.lr},
+         {"grad_norm", m.grad_norm},
+         {"wall_time", m.wall_time},
+         {item_name_ + "_per_s", m.items_per_second},
+         {"optimizer_state_bytes", m.state_bytes}});
 }
 
 void MetricsLogger::on_eval(Trainer&, const EvalMetrics& m) {
-  writer_.write({{"step", m.step},
-                 {"eval_loss", m.loss},
-                 {"eval_accuracy", m.accuracy},
-                 {"wall_time", m.wall_time}});
+  write({{"step", m.step},
+         {"eval_loss", m.loss},
+         {"eval_accuracy", m.accuracy},
+         {"wall_time", m.wall_time}});
 }
 
 Checkpointer::Checkpointer(std::filesystem::path path, int64_t every)

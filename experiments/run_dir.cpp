@@ -1,12 +1,40 @@
 #include <blockopt/experiments/run_dir.h>
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
 namespace blockopt::experiments {
+
+namespace {
+
+// fsync(2) of a file or directory: what was written to it (or renamed in it) is on disk.
+void fsync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw std::runtime_error(fmt::format("cannot open {} to sync it: {}", path.string(),
+                                         std::strerror(errno)));
+  }
+  const int result = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (result != 0) {
+    throw std::runtime_error(fmt::format("cannot sync {}: {}", path.string(), std::strerror(error)));
+  }
+}
+
+}  // namespace
+
+void durable_rename(const fs::path& from, const fs::path& to) {
+  fsync_path(from);  // the content first: a rename must never expose an unwritten file
+  fs::rename(from, to);
+  fsync_path(to.has_parent_path() ? to.parent_path() : fs::path("."));  // the rename itself
+}
 
 void write_file_atomic(const fs::path& path, const std::string& content) {
   const fs::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
@@ -17,7 +45,7 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
     out.flush();
     if (!out) throw std::runtime_error("write failed: " + tmp.string());
   }
-  fs::rename(tmp, path);
+  durable_rename(tmp, path);
 }
 
 std::string read_file(const fs::path& path) {
@@ -59,6 +87,11 @@ void JsonlWriter::truncate_after_step(int64_t step) {
   out_.open(path_, std::ios::app);
 }
 
+fs::path previous_checkpoint(const fs::path& checkpoint) {
+  return checkpoint.parent_path() /
+         (checkpoint.stem().string() + ".prev" + checkpoint.extension().string());
+}
+
 RunDirectory::RunDirectory(fs::path root) : root_(std::move(root)) {}
 
 RunDirectory::State RunDirectory::claim(const std::string& resolved_yaml) {
@@ -76,7 +109,12 @@ RunDirectory::State RunDirectory::claim(const std::string& resolved_yaml) {
         return State::Complete;
       }
     }
-    return fs::exists(checkpoint_path()) ? State::Resumable : State::Fresh;
+    // NOTE: checkpoint.prev.pt alone counts: a crash while a new checkpoint is being
+    // installed leaves only it (see Trainer::save_checkpoint), and a fresh start would
+    // throw the run's progress and metrics away.
+    return fs::exists(checkpoint_path()) || fs::exists(previous_checkpoint_path())
+               ? State::Resumable
+               : State::Fresh;
   }
   write_file_atomic(config_path(), resolved_yaml);
   return State::Fresh;

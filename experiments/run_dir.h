@@ -1,6 +1,7 @@
 #pragma once
-// The run directory: config.resolved.yaml, metrics.jsonl, summary.json, checkpoint.pt,
-// hessian/. Every whole-file write is atomic (temp file + rename).
+// The run directory: config.resolved.yaml, metrics.jsonl, summary.json, checkpoint.pt (and the
+// one before it, checkpoint.prev.pt), hessian/. Every whole-file write is atomic and durable
+// (temp file, fsync, rename, fsync of the directory).
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -12,6 +13,9 @@ namespace blockopt::experiments {
 
 namespace fs = std::filesystem;
 
+// Renames the written file `from` to `to` so that it survives a crash or power loss: fsyncs
+// the file before and its directory after the rename.
+void durable_rename(const fs::path& from, const fs::path& to);
 void write_file_atomic(const fs::path& path, const std::string& content);
 std::string read_file(const fs::path& path);
 // The JSON objects of a .jsonl file, in order; none when the file is missing. A line that does
@@ -31,6 +35,9 @@ class JsonlWriter {
   std::ofstream out_;
 };
 
+// The previous good checkpoint kept beside `checkpoint`: checkpoint.pt -> checkpoint.prev.pt.
+fs::path previous_checkpoint(const fs::path& checkpoint);
+
 class RunDirectory {
  public:
   enum class State { Fresh, Resumable, Complete };
@@ -45,6 +52,7 @@ class RunDirectory {
   fs::path metrics_path() const { return root_ / "metrics.jsonl"; }
   fs::path summary_path() const { return root_ / "summary.json"; }
   fs::path checkpoint_path() const { return root_ / "checkpoint.pt"; }
+  fs::path previous_checkpoint_path() const { return previous_checkpoint(checkpoint_path()); }
   fs::path hessian_dir() const { return root_ / "hessian"; }
 
  private:

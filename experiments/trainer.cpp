@@ -4,8 +4,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <sstream>
 
 namespace blockopt::experiments {
 
@@ -162,8 +164,7 @@ TrainResult Trainer::run() {
   return result;
 }
 
-void Trainer::save_checkpoint(const std::filesystem::path& path) const {
-  torch::serialize::OutputArchive archive;
+void Trainer::write_state(torch::serialize::OutputArchive& archive) const {
   archive.write("step", torch::tensor(step_));
   archive.write("elapsed", torch::tensor(elapsed_before_, torch::kDouble));
   if (best_eval_) {
@@ -179,19 +180,15 @@ void Trainer::save_checkpoint(const std::filesystem::path& path) const {
   archive.write("optimizer", optimizer_archive);
   archive.write("data", data_archive);
   archive.write("rng", at::detail::getDefaultCPUGenerator().get_state());
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  archive.save_to(tmp.string());
-  std::filesystem::rename(tmp, path);
 }
 
-void Trainer::load_checkpoint(const std::filesystem::path& path) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(path.string());
+void Trainer::read_state(torch::serialize::InputArchive& archive) {
   torch::Tensor step, elapsed, best, rng;
   archive.read("step", step);
   archive.read("elapsed", elapsed);
   step_ = step.item<int64_t>();
   elapsed_before_ = elapsed.item<double>();
+  best_eval_.reset();
   if (archive.try_read("best_eval", best)) {
     best_eval_ = EvalMetrics{static_cast<int64_t>(best[0].item<double>()), best[1].item<double>(),
                              best[2].item<double>()};
@@ -201,11 +198,78 @@ void Trainer::load_checkpoint(const std::filesystem::path& path) {
   archive.read("optimizer", optimizer_archive);
   archive.read("data", data_archive);
   model_->load(model_archive);
+  // NOTE: an optimizer's load sets only the parameter states the archive holds: cleared first
+  // so that no state of an earlier attempt survives.
+  optimizer_->state().clear();
   optimizer_->load(optimizer_archive);
   data_->load(data_archive);
   archive.read("rng", rng);
-  auto generator = at::detail::getDefaultCPUGenerator();
+  auto generator = at::detail::getDefaultCPUGenerator();  // a handle sharing the global state
   generator.set_state(rng);
+}
+
+void Trainer::save_checkpoint(const std::filesystem::path& path) const {
+  torch::serialize::OutputArchive archive;
+  write_state(archive);
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  archive.save_to(tmp.string());
+  // NOTE: between these renames only the previous checkpoint exists; load_checkpoint and
+  // RunDirectory::claim resume from it then.
+  if (std::filesystem::exists(path)) durable_rename(path, previous_checkpoint(path));
+  durable_rename(tmp, path);
+}
+
+namespace {
+
+// An exception's message; a c10 error's without its C++ backtrace.
+std::string message_of(const std::exception& error) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    return c10_error->what_without_backtrace();
+  }
+  return error.what();
+}
+
+}  // namespace
+
+void Trainer::restore(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) throw std::runtime_error("the file is missing");
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string());  // reads the whole file: damage is found before any change
+  // NOTE: applying can still fail part-way (a key missing in one part) after other parts were
+  // set: the state from before is put back then, so a failed attempt changes nothing.
+  std::stringstream before;
+  torch::serialize::OutputArchive snapshot;
+  write_state(snapshot);
+  snapshot.save_to(before);
+  try {
+    read_state(archive);
+  } catch (...) {
+    torch::serialize::InputArchive rollback;
+    rollback.load_from(before);
+    read_state(rollback);
+    throw;
+  }
+}
+
+void Trainer::load_checkpoint(const std::filesystem::path& path) {
+  std::string reason;
+  try {
+    restore(path);
+    return;
+  } catch (const std::exception& error) {
+    reason = message_of(error);
+  }
+  const auto previous = previous_checkpoint(path);
+  spdlog::warn("checkpoint {} cannot be loaded ({}); resuming from the previous checkpoint {}",
+               path.string(), reason, previous.string());
+  try {
+    restore(previous);
+  } catch (const std::exception& error) {
+    throw std::runtime_error(fmt::format(
+        "cannot resume: checkpoint {} cannot be loaded ({}), nor can the previous checkpoint {} "
+        "({})",
+        path.string(), reason, previous.string(), message_of(error)));
+  }
 }
 
 }  // namespace blockopt::experiments

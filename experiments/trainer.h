@@ -82,8 +82,12 @@ class Trainer {
   EvalMetrics evaluate();
 
   // Everything a bit-identical resume needs: step, model, optimizer state and options,
-  // data position, RNG, clock. Written atomically.
+  // data position, RNG, clock. Written atomically and durably; the checkpoint it replaces
+  // stays beside it as the fallback (previous_checkpoint in run_dir.h).
   void save_checkpoint(const std::filesystem::path& path) const;
+  // Loads `path` or, when that is missing, truncated or corrupted, the previous checkpoint
+  // (warning which file failed and why). Throws naming both files when neither loads. A
+  // failed load leaves the trainer as it was.
   void load_checkpoint(const std::filesystem::path& path);
 
   int64_t step() const { return step_; }
@@ -97,6 +101,10 @@ class Trainer {
   void apply_schedule(int64_t step);
   double elapsed() const;  // wall time of this run, earlier sessions included
   double global_grad_norm() const;
+  void write_state(torch::serialize::OutputArchive& archive) const;
+  void read_state(torch::serialize::InputArchive& archive);
+  // Loads one checkpoint file, all or nothing.
+  void restore(const std::filesystem::path& path);
 
   std::shared_ptr<models::Model> model_;
   std::shared_ptr<models::DataSource> data_;

@@ -33,8 +33,8 @@ void EpochSampler::load(torch::serialize::InputArchive& archive) {
   archive.read("sampler/cursor", cursor);
   generator_.set_state(state);
   cursor_ = cursor.item<int64_t>();
-  torch::Tensor order;
-  if (archive.try_read("sampler/order", order)) order_ = order;
+  torch::Tensor order;  // undefined before the first batch
+  order_ = archive.try_read("sampler/order", order) ? order : torch::Tensor();
 }
 
 }  // namespace blockopt::models

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace blockopt::models {
 namespace {
@@ -28,6 +29,21 @@ using test::fresh_dir;
 
 ex::ConfigNode config(const std::string& yaml) {
   return ex::ConfigNode::root(YAML::Load(yaml), "test.yaml");
+}
+
+TEST(ModelsData, SamplerLoadReplacesTheWholePosition) {
+  // A position saved before the first batch, loaded into a sampler in its second epoch:
+  // it draws what a fresh sampler draws.
+  EpochSampler fresh(10, 4, 3), used(10, 4, 3);
+  torch::serialize::OutputArchive saved;
+  fresh.save(saved);
+  for (int batch = 0; batch < 3; ++batch) used.next_indices();
+  std::stringstream bytes;
+  saved.save_to(bytes);
+  torch::serialize::InputArchive loaded;
+  loaded.load_from(bytes);
+  used.load(loaded);
+  EXPECT_TRUE(torch::equal(used.next_indices(), fresh.next_indices()));
 }
 
 TEST(ModelsText, WindowsAreShiftedAndResumable) {

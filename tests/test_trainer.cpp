@@ -4,8 +4,10 @@
 #include <gmock/gmock.h>
 #include "common.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 namespace ex = blockopt::experiments;
@@ -63,6 +66,31 @@ std::shared_ptr<blockopt::models::Model> model_from_checkpoint(const std::string
   return e.model;
 }
 
+// Damages a checkpoint file the ways a crash or a bad disk does.
+void truncate_to_half(const fs::path& file) { fs::resize_file(file, fs::file_size(file) / 2); }
+
+void overwrite_start_with_garbage(const fs::path& file) {
+  std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+  out << std::string(256, '\xA5');
+}
+
+// Checkpoints at steps 5 and 10 (checkpoint.prev.pt, checkpoint.pt) of a run that crashed at
+// step 12.
+void crash_after_two_checkpoints(const fs::path& checkpoint) {
+  auto crashed = ex::build_experiment(YAML::Load(kConfig), "test");
+  auto trainer = make_trainer(crashed);
+  trainer.add_callback(std::make_shared<ex::Checkpointer>(checkpoint, 5));
+  trainer.add_callback(std::make_shared<CrashAt>(12));
+  EXPECT_THROW(trainer.run(), std::runtime_error);
+}
+
+// Parameters of kConfig trained for all its steps without interruption.
+std::shared_ptr<blockopt::models::Model> uninterrupted_model() {
+  auto e = ex::build_experiment(YAML::Load(kConfig), "test");
+  EXPECT_EQ(make_trainer(e).run().status, ex::TrainResult::Status::Completed);
+  return e.model;
+}
+
 }  // namespace
 
 TEST(TrainerTest, ResumeAfterCrashIsBitIdentical) {
@@ -87,6 +115,68 @@ TEST(TrainerTest, ResumeAfterCrashIsBitIdentical) {
   EXPECT_EQ(result.status, ex::TrainResult::Status::Completed);
   EXPECT_EQ(result.steps_done, 14);
   expect_same_parameters(*uninterrupted.model, *resumed.model);
+}
+
+TEST(TrainerTest, DamagedCheckpointFallsBackToThePreviousOne) {
+  const auto reference = uninterrupted_model();
+  for (const auto& damage : {truncate_to_half, overwrite_start_with_garbage}) {
+    const auto checkpoint = fresh_dir("fallback") / "checkpoint.pt";
+    crash_after_two_checkpoints(checkpoint);
+    ASSERT_TRUE(fs::exists(ex::previous_checkpoint(checkpoint)));
+    damage(checkpoint);
+
+    auto resumed = ex::build_experiment(YAML::Load(kConfig), "test");
+    auto trainer = make_trainer(resumed);
+    trainer.load_checkpoint(checkpoint);
+    EXPECT_EQ(trainer.step(), 5);
+    EXPECT_EQ(trainer.run().steps_done, 14);
+    expect_same_parameters(*reference, *resumed.model);
+  }
+}
+
+TEST(TrainerTest, BothCheckpointsDamagedIsAnErrorNamingBoth) {
+  const auto checkpoint = fresh_dir("both_damaged") / "checkpoint.pt";
+  crash_after_two_checkpoints(checkpoint);
+  truncate_to_half(checkpoint);
+  overwrite_start_with_garbage(ex::previous_checkpoint(checkpoint));
+  auto e = ex::build_experiment(YAML::Load(kConfig), "test");
+  auto trainer = make_trainer(e);
+  const auto error = blockopt::test::error_of([&] { trainer.load_checkpoint(checkpoint); });
+  EXPECT_THAT(error, ::testing::HasSubstr(checkpoint.string() + " cannot be loaded"));
+  EXPECT_THAT(error, ::testing::HasSubstr(ex::previous_checkpoint(checkpoint).string()));
+  EXPECT_EQ(trainer.step(), 0);
+}
+
+TEST(TrainerTest, FailedLoadLeavesTheTrainerAsItWas) {
+  // A checkpoint without a data part: loading it fails after the model and optimizer are set.
+  struct DataWithoutCheckpoint : blockopt::models::DataSource {
+    explicit DataWithoutCheckpoint(std::shared_ptr<DataSource> data) : data(std::move(data)) {}
+    blockopt::models::Batch next_batch() override { return data->next_batch(); }
+    std::vector<blockopt::models::Batch> eval_batches() const override { return data->eval_batches(); }
+    int64_t items_per_batch() const override { return data->items_per_batch(); }
+    std::string item_name() const override { return data->item_name(); }
+    int64_t input_dim() const override { return data->input_dim(); }
+    int64_t num_classes() const override { return data->num_classes(); }
+    void save(torch::serialize::OutputArchive&) const override {}
+    void load(torch::serialize::InputArchive&) override {}
+    std::shared_ptr<DataSource> data;
+  };
+  const auto checkpoint = fresh_dir("rollback") / "checkpoint.pt";
+  auto other = ex::build_experiment(YAML::Load(kConfig), "test");
+  ex::Trainer source(other.model, std::make_shared<DataWithoutCheckpoint>(other.data),
+                     other.optimizer, other.schedule, other.trainer);
+  source.run();
+  source.save_checkpoint(checkpoint);
+
+  const auto reference = uninterrupted_model();
+  auto e = ex::build_experiment(YAML::Load(kConfig), "test");
+  auto trainer = make_trainer(e);
+  EXPECT_THAT(blockopt::test::error_of([&] { trainer.load_checkpoint(checkpoint); }),
+              ::testing::HasSubstr("sampler"));
+  EXPECT_EQ(trainer.step(), 0);
+  // Model, optimizer, data position and RNG as built: the run equals an uninterrupted one.
+  EXPECT_EQ(trainer.run().steps_done, 14);
+  expect_same_parameters(*reference, *e.model);
 }
 
 TEST(TrainerTest, NonFiniteLossStopsAndKeepsLastGoodCheckpoint) {
@@ -195,6 +285,74 @@ TEST(RunDirectoryTest, RunWritesFilesAndRefusesADifferentRun) {
   } catch (const std::runtime_error& e) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr("already holds a different run"));
   }
+}
+
+namespace {
+
+// A run directory holding a whole run's metrics.jsonl, its checkpoints of steps 10 and 14,
+// and the summary a sweep records for a crashed run, so that starting it again resumes.
+ex::RunRequest interrupted_run(const fs::path& dir) {
+  std::ofstream(dir / "run.yaml") << kConfig;
+  ex::RunRequest request;
+  request.config_path = (dir / "run.yaml").string();
+  request.out_dir = (dir / "out").string();
+  EXPECT_EQ(ex::run_experiment(request).result.status, ex::TrainResult::Status::Completed);
+  ex::write_file_atomic(dir / "out" / "summary.json",
+                        R"({"status": "failed", "message": "process exited with code 137"})");
+  return request;
+}
+
+}  // namespace
+
+TEST(RunDirectoryTest, FailedResumeKeepsMetricsAndSummary) {
+  const auto dir = fresh_dir("failed_resume");
+  const auto request = interrupted_run(dir);
+  const ex::RunDirectory run(dir / "out");
+  const auto metrics = ex::read_file(run.metrics_path());
+  const auto summary = ex::read_file(run.summary_path());
+  overwrite_start_with_garbage(run.checkpoint_path());
+  truncate_to_half(run.previous_checkpoint_path());
+
+  const auto error = blockopt::test::error_of([&] { ex::run_experiment(request); });
+  EXPECT_THAT(error, ::testing::HasSubstr(run.checkpoint_path().string()));
+  EXPECT_THAT(error, ::testing::HasSubstr(run.previous_checkpoint_path().string()));
+  EXPECT_EQ(ex::read_file(run.metrics_path()), metrics);
+  EXPECT_EQ(ex::read_file(run.summary_path()), summary);
+}
+
+TEST(RunDirectoryTest, ResumesFromThePreviousCheckpointAlone) {
+  // A crash between the two renames of save_checkpoint leaves only checkpoint.prev.pt.
+  const auto dir = fresh_dir("prev_alone");
+  const auto request = interrupted_run(dir);
+  const ex::RunDirectory run(dir / "out");
+  fs::remove(run.checkpoint_path());
+  const auto outcome = ex::run_experiment(request);
+  EXPECT_TRUE(outcome.resumed);
+  EXPECT_EQ(outcome.result.steps_done, 14);
+  int64_t last_step = 0;
+  for (const auto& record : ex::read_jsonl(run.metrics_path())) {
+    if (!record.contains("loss")) continue;
+    EXPECT_EQ(record["step"].get<int64_t>(), last_step + 1);  // each step once, none lost
+    last_step = record["step"];
+  }
+  EXPECT_EQ(last_step, 14);
+}
+
+TEST(RunDirectoryTest, StartFailingBeforeItsFirstRecordKeepsMetrics) {
+  struct FailAtBegin : ex::Callback {
+    void on_train_begin(ex::Trainer&) override { throw std::runtime_error("probe failed"); }
+  };
+  const auto dir = fresh_dir("failed_start");
+  interrupted_run(dir);
+  const ex::RunDirectory run(dir / "out");
+  const auto metrics = ex::read_file(run.metrics_path());
+  auto e = ex::build_experiment(YAML::Load(kConfig), "test");
+  auto trainer = make_trainer(e);
+  trainer.load_checkpoint(run.previous_checkpoint_path());
+  trainer.add_callback(std::make_shared<ex::MetricsLogger>(run, e.data->item_name()));
+  trainer.add_callback(std::make_shared<FailAtBegin>());
+  EXPECT_THROW(trainer.run(), std::runtime_error);
+  EXPECT_EQ(ex::read_file(run.metrics_path()), metrics);
 }
 
 // A real kill (SIGKILL) of the CLI mid-run, then the same command again, must end with the
