@@ -355,9 +355,39 @@ TEST(RunDirectoryTest, StartFailingBeforeItsFirstRecordKeepsMetrics) {
   EXPECT_EQ(ex::read_file(run.metrics_path()), metrics);
 }
 
-// A real kill (SIGKILL) of the CLI mid-run, then the same command again, must end with the
-// same parameters as an uninterrupted run.
+namespace {
+
+// Starts `blockopt run <config> --out <out>` with its stdout and stderr written to `log`.
+pid_t start_cli(const fs::path& config, const fs::path& out, const fs::path& log) {
+  std::vector<std::string> args = {BLOCKOPT_CLI_PATH, "run", config.string(), "--out", out.string(),
+                                   "--no-progress"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, BLOCKOPT_CLI_PATH, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+}  // namespace
+
+// A real kill (SIGKILL) of the CLI mid-run, then the same command again, must resume and end
+// with the same parameters as an uninterrupted run.
 TEST(CliTest, ResumeAfterKillMatchesUninterruptedRun) {
+  const int64_t steps = 300;
   const std::string config = R"(name: kill-test
 seed: 2
 data: {type: gaussian, samples: 256, dim: 32, classes: 10, batch: 32}
@@ -367,50 +397,40 @@ schedule: {type: cosine, warmup: 10}
 train: {steps: 300, checkpoint_every: 10, log_every: 50}
 )";
   const auto dir = fresh_dir("kill");
-  std::ofstream(dir / "run.yaml") << config;
-  auto run_cli = [&](const fs::path& out) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      freopen("/dev/null", "w", stdout);
-      freopen("/dev/null", "w", stderr);
-      execl(BLOCKOPT_CLI_PATH, BLOCKOPT_CLI_PATH, "run", (dir / "run.yaml").c_str(), "--out",
-            out.c_str(), "--no-progress", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    return pid;
-  };
-  auto wait_ok = [](pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  };
-  ASSERT_TRUE(wait_ok(run_cli(dir / "whole")));
+  const auto config_path = dir / "run.yaml";
+  std::ofstream(config_path) << config;
+  ASSERT_TRUE(exited_ok(wait_status(start_cli(config_path, dir / "whole", dir / "whole.log"))));
 
+  // Killed as soon as its first checkpoint exists: a few steps into the run.
   const auto killed = dir / "killed";
-  pid_t pid = run_cli(killed);
+  const pid_t pid = start_cli(config_path, killed, dir / "killed.log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(killed / "checkpoint.pt") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const bool was_killed = WIFSIGNALED(status);
-  ASSERT_TRUE(wait_ok(run_cli(killed)));
-  if (!was_killed) GTEST_SKIP() << "the run finished before it could be killed";
+  const int status = wait_status(pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "the run was not killed mid-run; its log:\n" << ex::read_file(dir / "killed.log");
+  ASSERT_FALSE(fs::exists(killed / "summary.json"));
+
+  ASSERT_TRUE(exited_ok(wait_status(start_cli(config_path, killed, dir / "resumed.log"))));
+  const auto log = ex::read_file(dir / "resumed.log");
+  std::smatch resumed;
+  ASSERT_TRUE(std::regex_search(log, resumed, std::regex("resuming .* from step (\\d+)"))) << log;
+  const int64_t resumed_step = std::stoll(resumed[1]);
+  EXPECT_GT(resumed_step, 0);
+  EXPECT_LT(resumed_step, steps);
   EXPECT_FALSE(fs::exists(killed / "checkpoint.pt.tmp"));
   auto whole = model_from_checkpoint(config, dir / "whole" / "checkpoint.pt");
-  auto resumed = model_from_checkpoint(config, killed / "checkpoint.pt");
-  expect_same_parameters(*whole, *resumed);
+  auto resumed_model = model_from_checkpoint(config, killed / "checkpoint.pt");
+  expect_same_parameters(*whole, *resumed_model);
   // metrics.jsonl holds each step once, in order, after the resume.
-  std::ifstream metrics(killed / "metrics.jsonl");
-  std::string line;
   int64_t last_step = 0;
-  while (std::getline(metrics, line)) {
-    auto record = nlohmann::json::parse(line);
+  for (const auto& record : ex::read_jsonl(killed / "metrics.jsonl")) {
     if (!record.contains("loss")) continue;
     EXPECT_GT(record["step"].get<int64_t>(), last_step);
     last_step = record["step"];
   }
-  EXPECT_EQ(last_step, 300);
+  EXPECT_EQ(last_step, steps);
 }
