@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <sstream>
@@ -208,9 +209,26 @@ void Trainer::read_state(torch::serialize::InputArchive& archive) {
   generator.set_state(rng);
 }
 
+namespace {
+
+uint32_t crc32_of(const void* data, size_t size) {
+  return static_cast<uint32_t>(::crc32_z(0L, static_cast<const Bytef*>(data), size));
+}
+
+}  // namespace
+
 void Trainer::save_checkpoint(const std::filesystem::path& path) const {
+  torch::serialize::OutputArchive state;
+  write_state(state);
+  std::ostringstream state_bytes;
+  state.save_to(state_bytes);
+  // NOTE: libtorch reads archives without checking their CRCs, so damage inside a tensor
+  // would load silently: the state is stored as one byte tensor with its own CRC-32.
+  const std::string blob = state_bytes.str();
   torch::serialize::OutputArchive archive;
-  write_state(archive);
+  archive.write("state", torch::from_blob(const_cast<char*>(blob.data()),
+                                          {static_cast<int64_t>(blob.size())}, torch::kUInt8));
+  archive.write("state_crc32", torch::tensor(static_cast<int64_t>(crc32_of(blob.data(), blob.size()))));
   const std::filesystem::path tmp = path.string() + ".tmp";
   archive.save_to(tmp.string());
   // NOTE: between these renames only the previous checkpoint exists; load_checkpoint and
@@ -231,10 +249,25 @@ std::string message_of(const std::exception& error) {
 
 }  // namespace
 
-void Trainer::restore(const std::filesystem::path& path) {
+torch::serialize::InputArchive read_checkpoint(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) throw std::runtime_error("the file is missing");
-  torch::serialize::InputArchive archive;
-  archive.load_from(path.string());  // reads the whole file: damage is found before any change
+  torch::serialize::InputArchive file;
+  file.load_from(path.string());
+  torch::Tensor blob, crc;
+  file.read("state", blob);
+  file.read("state_crc32", crc);
+  blob = blob.contiguous();
+  if (crc32_of(blob.data_ptr(), blob.numel()) != crc.item<int64_t>()) {
+    throw std::runtime_error("its content does not match its CRC-32: the file is corrupted");
+  }
+  std::istringstream state_bytes(std::string(static_cast<const char*>(blob.data_ptr()), blob.numel()));
+  torch::serialize::InputArchive state;
+  state.load_from(state_bytes);
+  return state;
+}
+
+void Trainer::restore(const std::filesystem::path& path) {
+  auto archive = read_checkpoint(path);  // the whole file, checked: damage is found before any change
   // NOTE: applying can still fail part-way (a key missing in one part) after other parts were
   // set: the state from before is put back then, so a failed attempt changes nothing.
   std::stringstream before;

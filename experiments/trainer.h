@@ -61,6 +61,10 @@ const char* status_name(TrainResult::Status status);
 
 class Trainer;
 
+// The trainer state stored in a checkpoint file, its CRC-32 checked. Throws when the file is
+// missing, truncated or corrupted.
+torch::serialize::InputArchive read_checkpoint(const std::filesystem::path& path);
+
 class Callback {
  public:
   virtual ~Callback() = default;

@@ -59,9 +59,8 @@ void expect_same_parameters(blockopt::models::Model& a, blockopt::models::Model&
 std::shared_ptr<blockopt::models::Model> model_from_checkpoint(const std::string& config,
                                                                const fs::path& checkpoint) {
   auto e = ex::build_experiment(YAML::Load(config), "test");
-  torch::serialize::InputArchive archive, model_archive;
-  archive.load_from(checkpoint.string());
-  archive.read("model", model_archive);
+  torch::serialize::InputArchive model_archive;
+  ex::read_checkpoint(checkpoint).read("model", model_archive);
   e.model->load(model_archive);
   return e.model;
 }
@@ -69,9 +68,17 @@ std::shared_ptr<blockopt::models::Model> model_from_checkpoint(const std::string
 // Damages a checkpoint file the ways a crash or a bad disk does.
 void truncate_to_half(const fs::path& file) { fs::resize_file(file, fs::file_size(file) / 2); }
 
-void overwrite_start_with_garbage(const fs::path& file) {
+void overwrite_with_garbage_at(const fs::path& file, std::streamoff offset) {
   std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+  out.seekp(offset);
   out << std::string(256, '\xA5');
+}
+
+void overwrite_start_with_garbage(const fs::path& file) { overwrite_with_garbage_at(file, 0); }
+
+// Inside the data of a tensor, which libtorch alone would load without noticing.
+void overwrite_middle_with_garbage(const fs::path& file) {
+  overwrite_with_garbage_at(file, static_cast<std::streamoff>(fs::file_size(file) / 2));
 }
 
 // Checkpoints at steps 5 and 10 (checkpoint.prev.pt, checkpoint.pt) of a run that crashed at
@@ -119,7 +126,8 @@ TEST(TrainerTest, ResumeAfterCrashIsBitIdentical) {
 
 TEST(TrainerTest, DamagedCheckpointFallsBackToThePreviousOne) {
   const auto reference = uninterrupted_model();
-  for (const auto& damage : {truncate_to_half, overwrite_start_with_garbage}) {
+  for (const auto& damage :
+       {truncate_to_half, overwrite_start_with_garbage, overwrite_middle_with_garbage}) {
     const auto checkpoint = fresh_dir("fallback") / "checkpoint.pt";
     crash_after_two_checkpoints(checkpoint);
     ASSERT_TRUE(fs::exists(ex::previous_checkpoint(checkpoint)));
