@@ -211,8 +211,17 @@ void Trainer::read_state(torch::serialize::InputArchive& archive) {
 
 namespace {
 
+// zlib's CRC-32 of a byte range.
 uint32_t crc32_of(const void* data, size_t size) {
   return static_cast<uint32_t>(::crc32_z(0L, static_cast<const Bytef*>(data), size));
+}
+
+// An exception's message; a c10 error's without its C++ backtrace.
+std::string message_of(const std::exception& error) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    return c10_error->what_without_backtrace();
+  }
+  return error.what();
 }
 
 }  // namespace
@@ -228,7 +237,8 @@ void Trainer::save_checkpoint(const std::filesystem::path& path) const {
   torch::serialize::OutputArchive archive;
   archive.write("state", torch::from_blob(const_cast<char*>(blob.data()),
                                           {static_cast<int64_t>(blob.size())}, torch::kUInt8));
-  archive.write("state_crc32", torch::tensor(static_cast<int64_t>(crc32_of(blob.data(), blob.size()))));
+  archive.write("state_crc32",
+                torch::tensor(static_cast<int64_t>(crc32_of(blob.data(), blob.size()))));
   const std::filesystem::path tmp = path.string() + ".tmp";
   archive.save_to(tmp.string());
   // NOTE: between these renames only the previous checkpoint exists; load_checkpoint and
@@ -237,17 +247,6 @@ void Trainer::save_checkpoint(const std::filesystem::path& path) const {
   durable_rename(tmp, path);
 }
 
-namespace {
-
-// An exception's message; a c10 error's without its C++ backtrace.
-std::string message_of(const std::exception& error) {
-  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
-    return c10_error->what_without_backtrace();
-  }
-  return error.what();
-}
-
-}  // namespace
 
 torch::serialize::InputArchive read_checkpoint(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) throw std::runtime_error("the file is missing");
@@ -260,14 +259,15 @@ torch::serialize::InputArchive read_checkpoint(const std::filesystem::path& path
   if (crc32_of(blob.data_ptr(), blob.numel()) != crc.item<int64_t>()) {
     throw std::runtime_error("its content does not match its CRC-32: the file is corrupted");
   }
-  std::istringstream state_bytes(std::string(static_cast<const char*>(blob.data_ptr()), blob.numel()));
+  std::istringstream state_bytes(
+      std::string(static_cast<const char*>(blob.data_ptr()), blob.numel()));
   torch::serialize::InputArchive state;
   state.load_from(state_bytes);
   return state;
 }
 
 void Trainer::restore(const std::filesystem::path& path) {
-  auto archive = read_checkpoint(path);  // the whole file, checked: damage is found before any change
+  auto archive = read_checkpoint(path);  // the whole file: damage is found before any change
   // NOTE: applying can still fail part-way (a key missing in one part) after other parts were
   // set: the state from before is put back then, so a failed attempt changes nothing.
   std::stringstream before;
