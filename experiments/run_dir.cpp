@@ -24,7 +24,8 @@ void fsync_path(const fs::path& path) {
   const int error = errno;
   ::close(fd);
   if (result != 0) {
-    throw std::runtime_error(fmt::format("cannot sync {}: {}", path.string(), std::strerror(error)));
+    throw std::runtime_error(
+        fmt::format("cannot sync {}: {}", path.string(), std::strerror(error)));
   }
 }
 

@@ -170,7 +170,8 @@ std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& 
       posix_spawn(&pid, blockopt_exe.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) {
-    spdlog::error("cannot start {} for {}: {}", blockopt_exe, run_dir.string(), std::strerror(error));
+    spdlog::error("cannot start {} for {}: {}", blockopt_exe, run_dir.string(),
+                  std::strerror(error));
     return std::nullopt;
   }
   return pid;
