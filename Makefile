@@ -3,7 +3,7 @@
 BUILD_DIR ?= build
 CONFIG    ?= experiments/configs/demo.yaml
 
-.PHONY: all setup configure build test test-long demo bench install clean
+.PHONY: all setup configure build test test-long test-sanitize demo bench install clean
 
 all: build
 
@@ -18,6 +18,14 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --label-exclude long
+
+# The optimizer and Hessian tests built with AddressSanitizer + UBSan (CI runs this too).
+SANITIZE_DIR ?= build-sanitize
+test-sanitize: setup
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKOPT_SANITIZE=ON
+	cmake --build $(SANITIZE_DIR) --target blockopt_tests
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_stack_use_after_return=1:strict_init_order=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 ./blockopt_tests --gtest_filter='Optim*:Hessian*'
 
 # Slow experiments (paper-size configs) kept out of `make test`.
 test-long: build

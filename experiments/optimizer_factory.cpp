@@ -32,6 +32,7 @@ AdamWOptions read_adamw_options(experiments::ConfigNode& node, AdamWOptions defa
   o.betas(read_betas(node, "betas", defaults.betas()));
   o.eps(node.get<double>("eps", defaults.eps()));
   if (with_weight_decay) o.weight_decay(node.get<double>("weight_decay", defaults.weight_decay()));
+  o.float32_state(node.get<bool>("float32_state", defaults.float32_state()));
   return o;
 }
 
@@ -62,6 +63,7 @@ void read_muon_common(experiments::ConfigNode& config, Options& o) {
   o.ns_steps(config.get<int64_t>("ns_steps", o.ns_steps()));
   o.ns_eps_mode(config.get<std::string>("ns_eps_mode", o.ns_eps_mode()));
   o.ns_dtype(config.get<std::string>("ns_dtype", o.ns_dtype()));
+  o.float32_state(config.get<bool>("float32_state", o.float32_state()));
   read_fallback(config, o);
 }
 
@@ -84,6 +86,7 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     o.weight_decay(config.get<double>("weight_decay", o.weight_decay()));
     o.head_dim(config.get<int64_t>("head_dim", o.head_dim()));
     o.partition(config.get<std::string>("partition", o.partition()));
+    o.float32_state(config.get<bool>("float32_state", o.float32_state()));
     auto optimizer = std::make_unique<AdamMini>(named_params, o);
     layout = optimizer->partition_summary();
     for (const auto& warning : optimizer->partition_warnings()) layout += "warning: " + warning + "\n";
@@ -118,6 +121,7 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     o.root_steps(config.get<int64_t>("root_steps", o.root_steps()));
     o.damping(config.get<double>("damping", o.damping()));
     o.side(config.get<std::string>("side", o.side()));
+    o.float32_state(config.get<bool>("float32_state", o.float32_state()));
     // rms_target: a number, or "none" (stored as 0: no normalisation)
     const auto rms = config.get<std::string>("rms_target", fmt::format("{}", o.rms_target()));
     try {

@@ -27,6 +27,7 @@ Partition split_rows(const std::vector<ParamInfo>& params, RowsFn rows_per_block
   for (size_t t = 0; t < params.size(); ++t) {
     const auto& p = params[t];
     const int64_t numel = p.numel();
+    if (numel == 0) continue;  // an empty tensor has no blocks
     const int64_t rows = rows_per_block(p);
     const int64_t row_size = p.shape.size() >= 2 ? numel / p.shape[0] : numel;
     const int64_t step = rows > 0 && p.shape.size() >= 2 ? rows * row_size : numel;

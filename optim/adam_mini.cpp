@@ -25,6 +25,7 @@ void AdamMiniOptions::serialize(torch::serialize::OutputArchive& archive) const 
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(head_dim);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(partition);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
 }
 
 void AdamMiniOptions::serialize(torch::serialize::InputArchive& archive) {
@@ -34,18 +35,21 @@ void AdamMiniOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, head_dim);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, partition);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
 }
 
 void AdamMiniParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(master_param);
 }
 
 void AdamMiniParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, master_param);
 }
 
 namespace {
@@ -68,9 +72,10 @@ AdamMini::AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults
                               std::make_unique<AdamMiniOptions>(
                                   with_partition_name(defaults, custom_rule != nullptr))),
       named_params_(named_params),
-      partition_(make_partition(named_params, custom_rule ? custom_rule
-                                                          : partition_rule(defaults.partition(),
-                                                                           defaults.head_dim()))) {}
+      custom_rule_(std::move(custom_rule)),
+      partition_(make_partition(named_params, custom_rule_ ? custom_rule_
+                                                           : partition_rule(defaults.partition(),
+                                                                            defaults.head_dim()))) {}
 
 std::string AdamMini::partition_summary() const {
   return optim::partition_summary(partition_, named_params_);
@@ -114,42 +119,53 @@ void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
       .addcdiv_(state.exp_avg().view({blocks, block}), denom, -lr / bias_correction1);
 }
 
+void AdamMini::check_state(const AdamMiniParamState& state, const torch::Tensor& param,
+                           const AdamMiniOptions& options, const ParamSlot& slot,
+                           const Partition& partition) const {
+  const std::string name = "Adam-mini";
+  if (slot.group != 0 || slot.index >= partition.size()) {
+    throw std::invalid_argument(name + ": the partition covers the constructor's parameters only "
+                                "(add_param_group is not supported); " + slot.name() + " has none");
+  }
+  const auto& layout = partition[slot.index];
+  const auto dtype = state_dtype(param, options.float32_state());
+  check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, name, slot);
+  check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel() / layout.block_size, dtype,
+                     param, name, slot);
+  check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
+                     name, slot);
+}
+
 torch::Tensor AdamMini::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  for (auto& group : param_groups_) {
-    for (auto& param : group.params()) {
-      if (param.grad().defined()) check_finite_grad(param.grad(), "Adam-mini");
-    }
-  }
-  TORCH_CHECK(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.size(),
-              "Adam-mini: the partition covers the constructor's parameters only "
-              "(add_param_group is not supported)");
-  for (auto& group : param_groups_) {
-    const auto& options = static_cast<const AdamMiniOptions&>(group.options());
-    auto& params = group.params();
-    for (size_t i = 0; i < params.size(); ++i) {
-      auto& param = params[i];
-      if (!param.grad().defined()) continue;
-      auto key = c10::guts::to_string(param.unsafeGetTensorImpl());
-      auto& slot = state_[key];
-      if (!slot) slot = std::make_unique<AdamMiniParamState>();
-      auto& state = static_cast<AdamMiniParamState&>(*slot);
-      if (fused_ && fused_adam_supported(param, param.grad())) {
+  require(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.size(),
+          "Adam-mini",
+          "the partition covers the constructor's parameters only (add_param_group is not "
+          "supported)");
+  step_each_parameter<AdamMiniParamState, AdamMiniOptions>(
+      *this, "Adam-mini",
+      [this](const AdamMiniParamState& state, const torch::Tensor& param,
+             const AdamMiniOptions& options, const ParamSlot& slot) {
+        check_state(state, param, options, slot, partition_);
+      },
+      [this](torch::Tensor& param, const torch::Tensor& grad, AdamMiniParamState& state,
+             const AdamMiniOptions& options, const ParamSlot& slot) {
+        const auto& layout = partition_[slot.index];
+        if (!fused_ || !fused_adam_supported(param, grad)) {
+          adam_mini_update_reference(param, grad, state, options, layout);
+          return;
+        }
         if (!state.exp_avg().defined()) {
           state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
-          state.exp_avg_sq(torch::zeros({param.numel() / partition_[i].block_size}, param.options()));
+          state.exp_avg_sq(torch::zeros({param.numel() / layout.block_size}, param.options()));
         }
         state.step(state.step() + 1);
         const auto [beta1, beta2] = options.betas();
-        fused_adam_update(param, param.grad(), state.exp_avg(), state.exp_avg_sq(),
-                          partition_[i].block_size, state.step(), options.lr(), beta1, beta2,
-                          options.eps(), partition_[i].weight_decay ? options.weight_decay() : 0.0);
-      } else {
-        adam_mini_update_reference(param, param.grad(), state, options, partition_[i]);
-      }
-    }
-  }
+        fused_adam_update(param, grad, state.exp_avg(), state.exp_avg_sq(), layout.block_size,
+                          state.step(), options.lr(), beta1, beta2, options.eps(),
+                          layout.weight_decay ? options.weight_decay() : 0.0);
+      });
   return loss;
 }
 
@@ -158,7 +174,22 @@ void AdamMini::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void AdamMini::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this);
+  // The loaded options name the partition: rebuild it, then check the state against it.
+  load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this, [this] {
+    const auto& options = static_cast<const AdamMiniOptions&>(param_groups_.at(0).options());
+    options.validate();
+    const bool custom = options.partition() == "custom";
+    require(!custom || custom_rule_ != nullptr, "Adam-mini",
+            "the checkpoint uses a custom partition; construct the optimizer with that rule");
+    auto partition = make_partition(
+        named_params_, custom ? custom_rule_ : partition_rule(options.partition(), options.head_dim()));
+    check_every_state<AdamMiniParamState, AdamMiniOptions>(
+        *this, [&](const AdamMiniParamState& state, const torch::Tensor& param,
+                   const AdamMiniOptions& group_options, const ParamSlot& slot) {
+          check_state(state, param, group_options, slot, partition);
+        });
+    partition_ = std::move(partition);
+  });
 }
 
 }  // namespace blockopt::optim

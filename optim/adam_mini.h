@@ -29,6 +29,9 @@ struct AdamMiniOptions : public torch::optim::OptimizerCloneableOptions<AdamMini
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(int64_t, head_dim) = 64;                // rows per attention head (Q/K blocks)
   TORCH_ARG(std::string, partition) = "gpt";        // gpt | v111 | elementwise (| custom)
+  // bf16/fp16 parameters: moments and a master copy of the parameter in float32 (false: all
+  // state in the parameter dtype).
+  TORCH_ARG(bool, float32_state) = true;
 
  public:
 };
@@ -37,18 +40,21 @@ struct AdamMiniParamState : public torch::optim::OptimizerCloneableParamState<Ad
                             public StateTensors {
   TORCH_ARG(int64_t, step) = 0;
   TORCH_ARG(torch::Tensor, exp_avg);     // param shape
-  TORCH_ARG(torch::Tensor, exp_avg_sq);  // (blocks,)
+  TORCH_ARG(torch::Tensor, exp_avg_sq);    // (blocks,)
+  TORCH_ARG(torch::Tensor, master_param);  // float32 copy of a bf16/fp16 parameter
 
  public:
   void serialize(torch::serialize::OutputArchive& archive) const override;
   void serialize(torch::serialize::InputArchive& archive) override;
-  std::vector<torch::Tensor> state_tensors() const override { return {exp_avg(), exp_avg_sq()}; }
+  std::vector<torch::Tensor> state_tensors() const override {
+    return {exp_avg(), exp_avg_sq(), master_param()};
+  }
 };
 
 class AdamMini : public torch::optim::Optimizer {
  public:
   // Partition from options.partition() (or `custom_rule` when given; partition() then
-  // reads "custom"). One param group.
+  // reads "custom"). One param group. load() rebuilds the partition from the loaded options.
   AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults = {},
            PartitionRule custom_rule = nullptr);
 
@@ -63,8 +69,14 @@ class AdamMini : public torch::optim::Optimizer {
   void set_fused(bool fused) { fused_ = fused; }
 
  private:
+  // Throws unless `state` matches `param` and its block layout in `partition`.
+  void check_state(const AdamMiniParamState& state, const torch::Tensor& param,
+                   const AdamMiniOptions& options, const ParamSlot& slot,
+                   const Partition& partition) const;
+
   NamedParameters named_params_;
-  Partition partition_;  // parallel to param_groups_[0].params()
+  PartitionRule custom_rule_;  // null unless constructed with one
+  Partition partition_;        // parallel to param_groups_[0].params()
   bool fused_ = true;
 };
 

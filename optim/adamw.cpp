@@ -20,6 +20,7 @@ void AdamWOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(betas);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
 }
 
 void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
@@ -27,18 +28,21 @@ void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, betas);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
 }
 
 void AdamWParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(master_param);
 }
 
 void AdamWParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, master_param);
 }
 
 AdamW::AdamW(std::vector<torch::optim::OptimizerParamGroup> param_groups, AdamWOptions defaults)
@@ -80,37 +84,37 @@ void adamw_update_reference(torch::Tensor& param, const torch::Tensor& grad,
               beta2, options.eps(), options.weight_decay());
 }
 
+namespace {
+void check_adamw_state(const AdamWParamState& state, const torch::Tensor& param,
+                       const AdamWOptions& options, const ParamSlot& slot) {
+  const auto dtype = state_dtype(param, options.float32_state());
+  check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, "AdamW", slot);
+  check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel(), dtype, param, "AdamW", slot);
+  check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
+                     "AdamW", slot);
+}
+}  // namespace
+
 torch::Tensor AdamW::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  for (auto& group : param_groups_) {
-    for (auto& param : group.params()) {
-      if (param.grad().defined()) check_finite_grad(param.grad(), "AdamW");
-    }
-  }
-  for (auto& group : param_groups_) {
-    const auto& options = static_cast<const AdamWOptions&>(group.options());
-    for (auto& param : group.params()) {
-      if (!param.grad().defined()) continue;
-      auto key = c10::guts::to_string(param.unsafeGetTensorImpl());
-      auto& slot = state_[key];
-      if (!slot) slot = std::make_unique<AdamWParamState>();
-      auto& state = static_cast<AdamWParamState&>(*slot);
-      if (fused_ && fused_adam_supported(param, param.grad())) {
+  step_each_parameter<AdamWParamState, AdamWOptions>(
+      *this, "AdamW", check_adamw_state,
+      [this](torch::Tensor& param, const torch::Tensor& grad, AdamWParamState& state,
+             const AdamWOptions& options, const ParamSlot&) {
+        if (!fused_ || !fused_adam_supported(param, grad)) {
+          adamw_update_reference(param, grad, state, options);
+          return;
+        }
         if (!state.exp_avg().defined()) {
           state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
           state.exp_avg_sq(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
         }
         state.step(state.step() + 1);
         const auto [beta1, beta2] = options.betas();
-        fused_adam_update(param, param.grad(), state.exp_avg(), state.exp_avg_sq(), 1,
-                          state.step(), options.lr(), beta1, beta2, options.eps(),
-                          options.weight_decay());
-      } else {
-        adamw_update_reference(param, param.grad(), state, options);
-      }
-    }
-  }
+        fused_adam_update(param, grad, state.exp_avg(), state.exp_avg_sq(), 1, state.step(),
+                          options.lr(), beta1, beta2, options.eps(), options.weight_decay());
+      });
   return loss;
 }
 
@@ -119,7 +123,10 @@ void AdamW::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void AdamW::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<AdamWParamState, AdamWOptions>(archive, *this);
+  load_state_and_options<AdamWParamState, AdamWOptions>(archive, *this, [this] {
+    for (const auto& group : param_groups_) static_cast<const AdamWOptions&>(group.options()).validate();
+    check_every_state<AdamWParamState, AdamWOptions>(*this, check_adamw_state);
+  });
 }
 
 }  // namespace blockopt::optim

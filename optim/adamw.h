@@ -25,6 +25,9 @@ struct AdamWOptions : public torch::optim::OptimizerCloneableOptions<AdamWOption
   TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
   TORCH_ARG(double, eps) = 1e-8;
   TORCH_ARG(double, weight_decay) = 1e-2;
+  // bf16/fp16 parameters: moments and a master copy of the parameter in float32 (false: all
+  // state in the parameter dtype).
+  TORCH_ARG(bool, float32_state) = true;
 
  public:
 };
@@ -34,11 +37,14 @@ struct AdamWParamState : public torch::optim::OptimizerCloneableParamState<AdamW
   TORCH_ARG(int64_t, step) = 0;
   TORCH_ARG(torch::Tensor, exp_avg);
   TORCH_ARG(torch::Tensor, exp_avg_sq);
+  TORCH_ARG(torch::Tensor, master_param);  // float32 copy of a bf16/fp16 parameter
 
  public:
   void serialize(torch::serialize::OutputArchive& archive) const override;
   void serialize(torch::serialize::InputArchive& archive) override;
-  std::vector<torch::Tensor> state_tensors() const override { return {exp_avg(), exp_avg_sq()}; }
+  std::vector<torch::Tensor> state_tensors() const override {
+    return {exp_avg(), exp_avg_sq(), master_param()};
+  }
 };
 
 class AdamW : public torch::optim::Optimizer {

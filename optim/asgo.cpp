@@ -41,6 +41,7 @@ void ASGOOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
 }
 
 void ASGOOptions::serialize(torch::serialize::InputArchive& archive) {
@@ -59,20 +60,25 @@ void ASGOOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
 }
 
 void ASGOParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(preconditioner);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(preconditioner_side);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(master_param);
 }
 
 void ASGOParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, preconditioner);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(std::string, preconditioner_side);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, master_param);
 }
 
 namespace {
@@ -126,24 +132,60 @@ ASGO::ASGO(std::vector<torch::optim::OptimizerParamGroup> param_groups, ASGOOpti
   validate_matrix_groups<ASGOOptions>(*this, "ASGO");
 }
 
+namespace {
+
+// The side of the preconditioner of a (m, n) matrix under `options`.
+bool left_side(const ASGOOptions& options, int64_t m, int64_t n) {
+  return options.side() == "left" || (options.side() == "auto" && m < n);
+}
+
+// The Gram matrix, P and its root are computed in at least float32 (eigh has no bf16 kernel,
+// and bf16 squares lose most of their digits).
+torch::ScalarType preconditioner_dtype(const torch::Tensor& param, const ASGOOptions& options) {
+  return c10::promoteTypes(state_dtype(param, options.float32_state()), torch::kFloat);
+}
+
+void check_asgo_state(const ASGOParamState& state, const torch::Tensor& param,
+                      const ASGOOptions& options, const ParamSlot& slot) {
+  check_fallback_state(state, param, options, "ASGO", slot);
+  if (!state.preconditioner().defined()) return;
+  const auto matrix = as_matrix(param);
+  const bool left = left_side(options, matrix.size(0), matrix.size(1));
+  const auto side = left ? "left" : "right";
+  if (!state.preconditioner_side().empty() && state.preconditioner_side() != side) {
+    throw std::invalid_argument("ASGO: the preconditioner of " + slot.name() + " was built on the " +
+                                state.preconditioner_side() + " side, the options now say " + side +
+                                "; keep the side of the run it was built in");
+  }
+  const auto k = left ? matrix.size(0) : matrix.size(1);
+  check_state_tensor(state.preconditioner(), "preconditioner", k * k,
+                     preconditioner_dtype(param, options), param, "ASGO", slot);
+}
+
+}  // namespace
+
 torch::Tensor ASGO::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
+  bool replaced_root = false;
   step_matrix_optimizer<ASGOParamState, ASGOOptions>(
-      *this, "ASGO",
-      [this](torch::Tensor& param, const torch::Tensor& grad, ASGOParamState& state,
-             const ASGOOptions& options) {
+      *this, "ASGO", check_asgo_state,
+      [&](torch::Tensor& param, const torch::Tensor& grad, ASGOParamState& state,
+          const ASGOOptions& options) {
+        const auto compute = preconditioner_dtype(param, options);
         auto g = as_matrix(grad);  // (m, n)
         const auto m = g.size(0), n = g.size(1);
-        const bool left = options.side() == "left" || (options.side() == "auto" && m < n);
+        const bool left = left_side(options, m, n);
         if (!state.exp_avg().defined()) {
           state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
           const auto k = left ? m : n;
-          state.preconditioner(torch::zeros({k, k}, param.options()));
+          state.preconditioner(torch::zeros({k, k}, param.options().dtype(compute)));
+          state.preconditioner_side(left ? "left" : "right");
         }
         auto momentum = as_matrix(state.exp_avg());
         momentum.lerp_(g, 1.0 - options.momentum());  // M <- b1 M + (1-b1) G
-        auto gram = left ? g.mm(g.t()) : g.t().mm(g);  // S
+        const auto g_compute = g.to(compute);
+        auto gram = left ? g_compute.mm(g_compute.t()) : g_compute.t().mm(g_compute);  // S
         state.preconditioner().lerp_(gram, 1.0 - options.beta2());  // P <- b2 P + (1-b2) S
         auto root = options.root() == "eigh"
                         ? inverse_root_eigh(state.preconditioner(), options.damping())
@@ -151,26 +193,31 @@ torch::Tensor ASGO::step(LossClosure closure) {
                                                      options.root_steps());
         if (!torch::isfinite(root).all().item<bool>()) {
           root = torch::eye(root.size(0), root.options());
-          ++nan_roots_;
+          replaced_root = true;
         }
-        auto update = left ? root.mm(momentum) : momentum.mm(root);  // U, (m, n)
+        const auto momentum_compute = momentum.to(compute);
+        auto update = left ? root.mm(momentum_compute) : momentum_compute.mm(root);  // U, (m, n)
         if (options.rms_target() > 0.0) {
           // U <- U rms_target sqrt(m n) / ||U||_F
           update.mul_(options.rms_target() * std::sqrt(static_cast<double>(m * n)) /
                       update.norm().clamp_min(1e-30));
         }
         param.mul_(1.0 - options.lr() * options.weight_decay());
-        param.add_(update.reshape(param.sizes()), -options.lr());
+        param.add_(update.reshape(param.sizes()).to(param.scalar_type()), -options.lr());
       });
+  if (replaced_root) ++nan_roots_;
   return loss;
 }
 
 void ASGO::save(torch::serialize::OutputArchive& archive) const {
   save_state_and_options<ASGOParamState, ASGOOptions>(archive, *this);
+  archive.write("nan_roots", torch::tensor(nan_roots_));
 }
 
 void ASGO::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<ASGOParamState, ASGOOptions>(archive, *this);
+  load_matrix_optimizer<ASGOParamState, ASGOOptions>(archive, *this, "ASGO", check_asgo_state);
+  torch::Tensor nan_roots;
+  nan_roots_ = archive.try_read("nan_roots", nan_roots) ? nan_roots.item<int64_t>() : 0;
 }
 
 }  // namespace blockopt::optim

@@ -3,7 +3,7 @@
 //   M <- b1 M + (1-b1) G ;  P <- b2 P + (1-b2) S,  S = G G^T (m, m) or G^T G (n, n)
 //   R ~ P^{-1/2} ;  U = R M (left) or M R (right)
 //   U <- U rms_target sqrt(m n) / ||U||_F ;  W <- W (1 - lr wd) - lr U
-// A non-finite R is replaced by I for that step and counted (nan_roots()).
+// A non-finite R is replaced by I for that step, and the step is counted (nan_roots()).
 #include <blockopt/optim/common.h>
 #include <blockopt/optim/routing.h>
 
@@ -41,6 +41,9 @@ struct ASGOOptions : public torch::optim::OptimizerCloneableOptions<ASGOOptions>
   TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
   TORCH_ARG(double, fallback_eps) = 1e-8;
   TORCH_ARG(double, fallback_weight_decay) = 0.0;
+  // bf16/fp16 parameters: state and a master copy of the parameter in float32. The Gram
+  // matrix, P and its inverse root are computed in at least float32 either way.
+  TORCH_ARG(bool, float32_state) = true;
 
  public:
 };
@@ -50,13 +53,15 @@ struct ASGOParamState : public torch::optim::OptimizerCloneableParamState<ASGOPa
   TORCH_ARG(int64_t, step) = 0;
   TORCH_ARG(torch::Tensor, exp_avg);         // M (matrix) or m (fallback), param shape
   TORCH_ARG(torch::Tensor, preconditioner);  // P, (min(m,n), min(m,n)) with side auto
+  TORCH_ARG(std::string, preconditioner_side);  // "left" | "right" once P exists
   TORCH_ARG(torch::Tensor, exp_avg_sq);      // fallback groups: v
+  TORCH_ARG(torch::Tensor, master_param);    // float32 copy of a bf16/fp16 parameter
 
  public:
   void serialize(torch::serialize::OutputArchive& archive) const override;
   void serialize(torch::serialize::InputArchive& archive) override;
   std::vector<torch::Tensor> state_tensors() const override {
-    return {exp_avg(), preconditioner(), exp_avg_sq()};
+    return {exp_avg(), preconditioner(), exp_avg_sq(), master_param()};
   }
 };
 
@@ -69,7 +74,8 @@ class ASGO : public torch::optim::Optimizer {
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
-  // Steps at which some matrix's inverse root was non-finite and replaced by I (cumulative).
+  // Steps at which some matrix's inverse root was non-finite and replaced by I (cumulative;
+  // saved with the optimizer state).
   int64_t nan_roots() const { return nan_roots_; }
 
  private:

@@ -170,8 +170,16 @@ void fused_adam_update(at::Tensor& param, const at::Tensor& grad, at::Tensor& ex
                        double beta1, double beta2, double eps, double weight_decay) {
   TORCH_CHECK(fused_adam_supported(param, grad) && exp_avg.is_contiguous() &&
                   exp_avg_sq.is_contiguous() && exp_avg.scalar_type() == param.scalar_type() &&
-                  exp_avg_sq.scalar_type() == param.scalar_type(),
+                  exp_avg_sq.scalar_type() == param.scalar_type() && exp_avg.is_cpu() &&
+                  exp_avg_sq.is_cpu(),
               "fused_adam_update: unsupported tensors");
+  // The loops walk raw pointers: every extent is checked here.
+  TORCH_CHECK(block_size > 0 && param.numel() % block_size == 0 &&
+                  grad.numel() == param.numel() && exp_avg.numel() == param.numel() &&
+                  exp_avg_sq.numel() == param.numel() / block_size,
+              "fused_adam_update: sizes do not match (param ", param.numel(), ", grad ",
+              grad.numel(), ", exp_avg ", exp_avg.numel(), ", exp_avg_sq ", exp_avg_sq.numel(),
+              ", block size ", block_size, ")");
   const auto t = static_cast<double>(step);
   AT_DISPATCH_FLOATING_TYPES(param.scalar_type(), "fused_adam_update", [&] {
     const detail::AdamCoefficients<scalar_t> c{

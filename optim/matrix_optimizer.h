@@ -49,38 +49,54 @@ void validate_matrix_groups(const torch::optim::Optimizer& optimizer, const std:
   }
 }
 
-// One step: refuses NaN/Inf gradients before touching anything, skips undefined grads,
-// counts t per parameter, runs AdamW on fallback groups and `matrix_update(param, grad,
-// state, options)` on matrix groups.
-template <typename State, typename Options, typename MatrixUpdate>
+// Throws unless the AdamW-fallback state of `param` (exp_avg, exp_avg_sq, master_param)
+// matches it; `exp_avg` is also the matrix momentum of some optimizers (same shape).
+template <typename State, typename Options>
+void check_fallback_state(const State& state, const torch::Tensor& param, const Options& options,
+                          const std::string& name, const ParamSlot& slot) {
+  const auto dtype = state_dtype(param, options.float32_state());
+  check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, name, slot);
+  check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel(), dtype, param, name, slot);
+  check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
+                     name, slot);
+}
+
+// One step (step_each_parameter): validates every group first (a group added through
+// add_param_group is checked here, since add_param_group is not virtual), counts t per
+// parameter, runs AdamW on fallback groups and `matrix_update(param, grad, state, options)`
+// on matrix groups.
+template <typename State, typename Options, typename CheckState, typename MatrixUpdate>
 void step_matrix_optimizer(torch::optim::Optimizer& optimizer, const std::string& name,
-                           MatrixUpdate matrix_update) {
-  for (auto& group : optimizer.param_groups()) {
-    for (auto& param : group.params()) {
-      if (param.grad().defined()) check_finite_grad(param.grad(), name);
-    }
-  }
-  for (auto& group : optimizer.param_groups()) {
-    const auto& options = static_cast<const Options&>(group.options());
-    for (auto& param : group.params()) {
-      if (!param.grad().defined()) continue;
-      auto& slot = optimizer.state()[c10::guts::to_string(param.unsafeGetTensorImpl())];
-      if (!slot) slot = std::make_unique<State>();
-      auto& state = static_cast<State&>(*slot);
-      state.step(state.step() + 1);
-      if (options.use_fallback()) {
+                           CheckState check_state, MatrixUpdate matrix_update) {
+  validate_matrix_groups<Options>(optimizer, name);
+  step_each_parameter<State, Options>(
+      optimizer, name, check_state,
+      [&](torch::Tensor& param, const torch::Tensor& grad, State& state, const Options& options,
+          const ParamSlot&) {
+        state.step(state.step() + 1);
+        if (!options.use_fallback()) {
+          matrix_update(param, grad, state, options);
+          return;
+        }
         if (!state.exp_avg().defined()) {
-          state.exp_avg(torch::zeros_like(param, torch::MemoryFormat::Preserve));
-          state.exp_avg_sq(torch::zeros_like(param, torch::MemoryFormat::Preserve));
+          state.exp_avg(torch::zeros_like(param));
+          state.exp_avg_sq(torch::zeros_like(param));
         }
         const auto [beta1, beta2] = options.fallback_betas();
-        adam_update(param, param.grad(), state.exp_avg(), state.exp_avg_sq(), state.step(),
-                    options.lr(), beta1, beta2, options.fallback_eps(), options.weight_decay());
-      } else {
-        matrix_update(param, param.grad(), state, options);
-      }
-    }
-  }
+        adam_update(param, grad, state.exp_avg(), state.exp_avg_sq(), state.step(), options.lr(),
+                    beta1, beta2, options.fallback_eps(), options.weight_decay());
+      });
+}
+
+// load() of a matrix optimizer: the loaded options and state are checked like a step's.
+template <typename State, typename Options, typename CheckState>
+void load_matrix_optimizer(torch::serialize::InputArchive& archive,
+                           torch::optim::Optimizer& optimizer, const std::string& name,
+                           CheckState check_state) {
+  load_state_and_options<State, Options>(archive, optimizer, [&] {
+    validate_matrix_groups<Options>(optimizer, name);
+    check_every_state<State, Options>(optimizer, check_state);
+  });
 }
 
 // Checks the fallback fields every matrix optimizer's Options carries.

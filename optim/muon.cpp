@@ -37,6 +37,7 @@ void MuonOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
 }
 
 void MuonOptions::serialize(torch::serialize::InputArchive& archive) {
@@ -53,6 +54,7 @@ void MuonOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
 }
 
 void MuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
@@ -60,6 +62,7 @@ void MuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(master_param);
 }
 
 void MuonParamState::serialize(torch::serialize::InputArchive& archive) {
@@ -67,6 +70,7 @@ void MuonParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, momentum_buffer);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, master_param);
 }
 
 torch::Tensor muon_momentum(const torch::Tensor& grad, torch::Tensor& buffer, double momentum,
@@ -93,11 +97,20 @@ Muon::Muon(std::vector<torch::optim::OptimizerParamGroup> param_groups, MuonOpti
   validate_matrix_groups<MuonOptions>(*this, "Muon");
 }
 
+namespace {
+void check_muon_state(const MuonParamState& state, const torch::Tensor& param,
+                      const MuonOptions& options, const ParamSlot& slot) {
+  check_fallback_state(state, param, options, "Muon", slot);
+  check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(),
+                     state_dtype(param, options.float32_state()), param, "Muon", slot);
+}
+}  // namespace
+
 torch::Tensor Muon::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
   step_matrix_optimizer<MuonParamState, MuonOptions>(
-      *this, "Muon",
+      *this, "Muon", check_muon_state,
       [](torch::Tensor& param, const torch::Tensor& grad, MuonParamState& state,
          const MuonOptions& options) {
         auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
@@ -113,7 +126,7 @@ void Muon::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void Muon::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<MuonParamState, MuonOptions>(archive, *this);
+  load_matrix_optimizer<MuonParamState, MuonOptions>(archive, *this, "Muon", check_muon_state);
 }
 
 }  // namespace blockopt::optim

@@ -40,6 +40,8 @@ struct MuonOptions : public torch::optim::OptimizerCloneableOptions<MuonOptions>
   TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
   TORCH_ARG(double, fallback_eps) = 1e-10;
   TORCH_ARG(double, fallback_weight_decay) = 0.0;
+  // bf16/fp16 parameters: state and a master copy of the parameter in float32.
+  TORCH_ARG(bool, float32_state) = true;
 
  public:
 };
@@ -50,12 +52,13 @@ struct MuonParamState : public torch::optim::OptimizerCloneableParamState<MuonPa
   TORCH_ARG(torch::Tensor, momentum_buffer);  // matrix groups: B
   TORCH_ARG(torch::Tensor, exp_avg);          // fallback groups: m
   TORCH_ARG(torch::Tensor, exp_avg_sq);       // fallback groups: v
+  TORCH_ARG(torch::Tensor, master_param);     // float32 copy of a bf16/fp16 parameter
 
  public:
   void serialize(torch::serialize::OutputArchive& archive) const override;
   void serialize(torch::serialize::InputArchive& archive) override;
   std::vector<torch::Tensor> state_tensors() const override {
-    return {momentum_buffer(), exp_avg(), exp_avg_sq()};
+    return {momentum_buffer(), exp_avg(), exp_avg_sq(), master_param()};
   }
 };
 

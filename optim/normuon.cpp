@@ -40,6 +40,7 @@ void NorMuonOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
 }
 
 void NorMuonOptions::serialize(torch::serialize::InputArchive& archive) {
@@ -57,6 +58,7 @@ void NorMuonOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
+  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
 }
 
 void NorMuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
@@ -65,6 +67,7 @@ void NorMuonParamState::serialize(torch::serialize::OutputArchive& archive) cons
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(second_moment);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg_sq);
+  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(master_param);
 }
 
 void NorMuonParamState::serialize(torch::serialize::InputArchive& archive) {
@@ -73,6 +76,7 @@ void NorMuonParamState::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, second_moment);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg);
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, exp_avg_sq);
+  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, master_param);
 }
 
 NorMuon::NorMuon(const NamedParameters& named_params, NorMuonOptions defaults, RoutingRule rule)
@@ -85,11 +89,24 @@ NorMuon::NorMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups,
   validate_matrix_groups<NorMuonOptions>(*this, "NorMuon");
 }
 
+namespace {
+void check_normuon_state(const NorMuonParamState& state, const torch::Tensor& param,
+                         const NorMuonOptions& options, const ParamSlot& slot) {
+  check_fallback_state(state, param, options, "NorMuon", slot);
+  const auto dtype = state_dtype(param, options.float32_state());
+  check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(), dtype, param,
+                     "NorMuon", slot);
+  const int64_t rows = param.dim() >= 1 ? param.size(0) : 1;
+  check_state_tensor(state.second_moment(), "second_moment", rows, dtype, param, "NorMuon",
+                     slot);
+}
+}  // namespace
+
 torch::Tensor NorMuon::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
   step_matrix_optimizer<NorMuonParamState, NorMuonOptions>(
-      *this, "NorMuon",
+      *this, "NorMuon", check_normuon_state,
       [](torch::Tensor& param, const torch::Tensor& grad, NorMuonParamState& state,
          const NorMuonOptions& options) {
         // NOTE: O is in the parameter dtype before the v update (the official code fails with
@@ -119,7 +136,8 @@ void NorMuon::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void NorMuon::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<NorMuonParamState, NorMuonOptions>(archive, *this);
+  load_matrix_optimizer<NorMuonParamState, NorMuonOptions>(archive, *this, "NorMuon",
+                                                           check_normuon_state);
 }
 
 }  // namespace blockopt::optim

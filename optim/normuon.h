@@ -40,6 +40,8 @@ struct NorMuonOptions : public torch::optim::OptimizerCloneableOptions<NorMuonOp
   TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
   TORCH_ARG(double, fallback_eps) = 1e-10;
   TORCH_ARG(double, fallback_weight_decay) = 0.0;
+  // bf16/fp16 parameters: state and a master copy of the parameter in float32.
+  TORCH_ARG(bool, float32_state) = true;
 
  public:
 };
@@ -51,12 +53,13 @@ struct NorMuonParamState : public torch::optim::OptimizerCloneableParamState<Nor
   TORCH_ARG(torch::Tensor, second_moment);    // matrix groups: v, (rows, 1)
   TORCH_ARG(torch::Tensor, exp_avg);          // fallback groups: m
   TORCH_ARG(torch::Tensor, exp_avg_sq);       // fallback groups: v
+  TORCH_ARG(torch::Tensor, master_param);     // float32 copy of a bf16/fp16 parameter
 
  public:
   void serialize(torch::serialize::OutputArchive& archive) const override;
   void serialize(torch::serialize::InputArchive& archive) override;
   std::vector<torch::Tensor> state_tensors() const override {
-    return {momentum_buffer(), second_moment(), exp_avg(), exp_avg_sq()};
+    return {momentum_buffer(), second_moment(), exp_avg(), exp_avg_sq(), master_param()};
   }
 };
 

@@ -43,7 +43,9 @@ PartitionRule partition_rule(const std::string& kind, int64_t head_dim) {
     return [head_dim](const std::string& name, const torch::Tensor& p) {
       const bool decay = !name_contains_any(name, kV111NoDecay);
       if (name_contains_any(name, kV111Bias)) return BlockLayout{name, 1, decay};
-      if (name_contains_any(name, kV111QK)) return BlockLayout{name, head_block(name, p, head_dim), decay};
+      if (name_contains_any(name, kV111QK) && p.dim() >= 1) {
+        return BlockLayout{name, head_block(name, p, head_dim), decay};
+      }
       if (name_contains_any(name, kV111Row) && p.dim() >= 1) return BlockLayout{name, row_block(p), decay};
       return BlockLayout{name, p.numel(), decay};
     };
@@ -58,8 +60,12 @@ PartitionRule partition_rule(const std::string& kind, int64_t head_dim) {
 Partition make_partition(const NamedParameters& named_params, const PartitionRule& rule) {
   Partition partition;
   for (const auto& item : named_params) {
-    auto layout = rule(item.key(), item.value());
     const auto numel = item.value().numel();
+    if (numel == 0) {  // an empty tensor has no blocks (and rules divide by its extents)
+      partition.push_back(BlockLayout{item.key(), 1, true});
+      continue;
+    }
+    auto layout = rule(item.key(), item.value());
     if (layout.block_size <= 0 || numel % layout.block_size != 0) {
       throw std::invalid_argument("Adam-mini: block size " + std::to_string(layout.block_size) +
                                   " does not divide the " + std::to_string(numel) +

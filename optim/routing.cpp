@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
+#include <numeric>
 #include <sstream>
 
 namespace blockopt::optim {
@@ -42,7 +44,11 @@ std::string routing_summary(const NamedParameters& named_params, const RoutingRu
 }
 
 torch::Tensor as_matrix(const torch::Tensor& param) {
-  return param.reshape({param.size(0), param.numel() / param.size(0)});
+  TORCH_CHECK(param.dim() >= 2, "as_matrix: expected a tensor with >= 2 dimensions, got ",
+              param.sizes());
+  const auto sizes = param.sizes();
+  const auto cols = std::accumulate(sizes.begin() + 1, sizes.end(), int64_t{1}, std::multiplies<>());
+  return param.reshape({sizes[0], cols});  // (out, rest); no division, so empty tensors work
 }
 
 }  // namespace blockopt::optim
