@@ -170,7 +170,8 @@ std::string front_door_error(const std::string& yaml) {
 }  // namespace
 
 // Ten nested aliases of ten items expand to 10^10 values: rejected at load, in milliseconds,
-// naming where the limit was crossed (it used to hang cloning the sweep config).
+// naming where the limit was crossed. (yaml-cpp shares aliased nodes, and its Clone and Dump
+// keep them shared, but any reader walking the tree expands them: AliasesInSetValuesAreBounded.)
 TEST(ConfigTest, AliasBombIsRejectedAtLoad) {
   std::string bomb = "name: bomb\noptimizer: {name: adam}\nlaughs:\n  - &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int level = 1; level <= 10; ++level) {
@@ -187,7 +188,7 @@ TEST(ConfigTest, AliasBombIsRejectedAtLoad) {
   EXPECT_THAT(message, ::testing::ContainsRegex(R"(\[[0-9]+\]\[[0-9]+\][^ ]* \(line [0-9]+\))"));
 }
 
-// A self-referencing alias is a cycle: every reader walking it would recurse forever.
+// A self-referencing alias is a cycle: a reader walking it recurses until the stack overflows.
 TEST(ConfigTest, SelfReferencingAliasIsRejectedAtLoad) {
   EXPECT_THAT(front_door_error("name: x\noptimizer: &o {name: adam, again: *o}\nsweep: {}\n"),
               HasSubstr("nested more than 64 levels deep"));
@@ -201,6 +202,24 @@ TEST(ConfigTest, SweepRunErrorsNameTheSourceLine) {
               HasSubstr("train.steps (line 4): must be > 0"));
   EXPECT_THAT(front_door_error("name: x\nsweep:\n  optimizers:\n    - {name: adam, betas: [0.9]}\n"),
               HasSubstr("optimizer.betas (line 4): expected two values"));
+}
+
+// --set values are copied without their marks by a recursive walk: a self-referencing alias
+// crashed it (endless recursion) and nested aliases made it copy 10^10 nodes (a hang).
+TEST(ConfigTest, AliasesInSetValuesAreBounded) {
+  auto yaml = YAML::Load(kValidConfig);
+  const auto cycle = blockopt::test::error_of([&] { ex::apply_override(yaml, "a=&s [1, *s]"); });
+  EXPECT_THAT(cycle, ::testing::StartsWith("--set a: [1][1]"));
+  EXPECT_THAT(cycle, HasSubstr("nested more than 64 levels deep"));
+  std::string bomb = "&b0 [x, x, x, x, x, x, x, x, x, x]";
+  for (int level = 1; level <= 10; ++level) {
+    const auto previous = "*b" + std::to_string(level - 1);
+    bomb = "&b" + std::to_string(level) + " [" + bomb;
+    for (int i = 1; i < 10; ++i) bomb += ", " + previous;
+    bomb += "]";
+  }
+  EXPECT_THAT(blockopt::test::error_of([&] { ex::apply_override(yaml, "a=" + bomb); }),
+              HasSubstr("expands to more than 100000 values"));
 }
 
 TEST(ConfigTest, DuplicateKeysAndNonNameKeysAreErrors) {

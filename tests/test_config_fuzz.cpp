@@ -422,7 +422,9 @@ TEST(ConfigFuzzTest, DryRunSubprocessExitsZeroOrConfigErrorNeverASignal) {
   int valid = 0;
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < kCases; ++i) {
-    const auto c = make_case(fuzzer, bases, i, {Mutation::LongList});
+    // The first case of each base config is unmutated: the valid path (exit 0, no directory).
+    const auto c = i < bases.size() ? Case{&bases[i], {}, bases[i].text, {}}
+                                    : make_case(fuzzer, bases, i, {Mutation::LongList});
     const auto work = dir / std::to_string(i);
     fs::create_directories(work);
     ex::write_file_atomic(work / "case.yaml", c.text);
@@ -454,6 +456,7 @@ TEST(ConfigFuzzTest, DryRunSubprocessExitsZeroOrConfigErrorNeverASignal) {
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "config fuzz (blockopt run --dry-run): " << kCases << " cases in " << total
             << " s, " << valid << " valid\n";
+  EXPECT_GE(valid, static_cast<int>(bases.size()));
   RecordProperty("cases", static_cast<int>(kCases));
   RecordProperty("seconds", std::to_string(total));
 }
