@@ -53,8 +53,9 @@ void check_config_tree(const YAML::Node& root, const std::string& origin) {
       std::map<std::string, int> first_line;  // key -> line where it first appears
       for (const auto& entry : current.node) {
         if (!entry.first.IsScalar()) {
-          throw ConfigError(fmt::format("{}: {}{}: a key must be a name, not empty (~), a list or a mapping",
-                                        origin, shown, location(entry.first)));
+          throw ConfigError(
+              fmt::format("{}: {}{}: a key must be a name, not empty (~), a list or a mapping",
+                          origin, shown, location(entry.first)));
         }
         const auto& key = entry.first.Scalar();
         const auto path = current.path.empty() ? key : current.path + "." + key;

@@ -25,13 +25,13 @@ class ConfigError : public std::runtime_error {
 // ConfigError naming the file.
 YAML::Node load_yaml_file(const std::string& path);
 
-// Most values a config may expand to: aliases (*name) share their anchor's node, but every
-// reader walks the expanded tree, so ten nested aliases of ten items each are 10^10 values.
+// Most values a config may expand to: aliases (*name) share their anchor's node, but a reader
+// walking the tree expands them, so ten nested aliases of ten items each are 10^10 values.
 constexpr size_t kMaxConfigValues = 100000;
 
 // Rejects what no reader can walk safely, naming the key and line: more than kMaxConfigValues
-// values after alias expansion (a self-referencing alias never ends), duplicate keys (the
-// second would be silently ignored) and keys that are lists or mappings.
+// values after alias expansion, nesting deeper than 64 (a self-referencing alias is a cycle),
+// duplicate keys (the second would be silently ignored) and keys that are not names.
 void check_config_tree(const YAML::Node& root, const std::string& origin);
 
 // Sets root[a][b][c] = value for path "a.b.c", creating mappings on the way.

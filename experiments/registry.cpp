@@ -119,9 +119,10 @@ std::shared_ptr<models::Model> build_cnn(ConfigNode& node, const models::DataSou
   o.blocks(node.get<int64_t>("blocks", o.blocks()));
   node.check(o.blocks() > 0, "blocks", "must be > 0");
   // The widest stage dominates: channels doubles at every stage after the first.
-  const double widest = static_cast<double>(o.channels()) * std::pow(2.0, static_cast<double>(o.stages() - 1));
-  check_elements(node, "channels",
-                 2.0 * 9.0 * widest * widest * static_cast<double>(o.blocks()) * static_cast<double>(o.stages()),
+  const double widest =
+      static_cast<double>(o.channels()) * std::pow(2.0, static_cast<double>(o.stages() - 1));
+  const double convolutions = static_cast<double>(o.blocks()) * static_cast<double>(o.stages());
+  check_elements(node, "channels", 2.0 * 9.0 * widest * widest * convolutions,
                  "the model (about 2 x 9 x widest^2 x blocks x stages)");
   return std::make_shared<models::CNN>(o);
 }

@@ -70,8 +70,8 @@ YAML::Node scaled_lrs(const YAML::Node& optimizer, double multiplier) {
     replace(scaled, "lr", YAML::Node(fmt::format("{}", optimizer["lr"].as<double>() * multiplier)));
   }
   if (optimizer["fallback"] && optimizer["fallback"]["lr"]) {
-    set_in_copy(scaled, "fallback.lr",
-                YAML::Node(fmt::format("{}", optimizer["fallback"]["lr"].as<double>() * multiplier)));
+    const double fallback_lr = optimizer["fallback"]["lr"].as<double>() * multiplier;
+    set_in_copy(scaled, "fallback.lr", YAML::Node(fmt::format("{}", fallback_lr)));
   }
   return scaled;
 }
