@@ -63,13 +63,19 @@ void set_in_copy(YAML::Node& root, const std::string& path, const YAML::Node& va
   replace(root, key, child);
 }
 
-// An optimizer section with every learning rate (its own and its fallback's) scaled.
+// True when `section` gives a `key` value; null (~) means the default, as in ConfigNode.
+bool gives(const YAML::Node& section, const char* key) {
+  return section && section.IsMap() && section[key] && !section[key].IsNull();
+}
+
+// An optimizer section with every learning rate (its own and its fallback's) scaled; a default
+// learning rate (absent or null) stays the default.
 YAML::Node scaled_lrs(const YAML::Node& optimizer, double multiplier) {
   auto scaled = shallow_copy(optimizer);
-  if (optimizer["lr"]) {
+  if (gives(optimizer, "lr")) {
     replace(scaled, "lr", YAML::Node(fmt::format("{}", optimizer["lr"].as<double>() * multiplier)));
   }
-  if (optimizer["fallback"] && optimizer["fallback"]["lr"]) {
+  if (gives(optimizer["fallback"], "lr")) {
     const double fallback_lr = optimizer["fallback"]["lr"].as<double>() * multiplier;
     set_in_copy(scaled, "fallback.lr", YAML::Node(fmt::format("{}", fallback_lr)));
   }

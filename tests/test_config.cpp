@@ -255,6 +255,15 @@ TEST(ConfigTest, SweepReadersNameTheKey) {
               HasSubstr("optimizer.fallback.lr (line 2): expected a number"));
 }
 
+// A null learning rate (lr: ~) means the default, as everywhere else; scaling it for the
+// lr multipliers threw YAML::BadConversion (found by the fuzzer with another seed).
+TEST(ConfigTest, SweepWithNullLearningRatesUsesTheDefaults) {
+  auto config = YAML::Load(std::string(kValidConfig) +
+                           "sweep:\n  lr_multipliers: [2]\n  optimizers:\n"
+                           "    - {name: muon, lr: ~, fallback: {lr: ~}}\n");
+  EXPECT_EQ(blockopt::test::error_of([&] { ex::dry_run(config, "test.yaml"); }), "");
+}
+
 // Two runs with one id would share a run directory; a plan of more than 10000 runs is a typo
 // (and was expanded in full before any check).
 TEST(ConfigTest, SweepRunIdsAreDistinctAndTheirNumberBounded) {
