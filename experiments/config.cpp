@@ -1,19 +1,90 @@
 #include <blockopt/experiments/config.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <map>
 
 namespace blockopt::experiments {
 
+namespace {
+
+// Deepest nesting a config may have (the shipped ones reach 4).
+constexpr size_t kMaxConfigDepth = 64;
+
+// " (line L)" for a value from a file, " (from --set)" for one without a source position.
+std::string location(const YAML::Node& node) {
+  return node.Mark().line >= 0 ? fmt::format(" (line {})", node.Mark().line + 1) : " (from --set)";
+}
+
+}  // namespace
+
+void check_config_tree(const YAML::Node& root, const std::string& origin) {
+  struct Pending {
+    YAML::Node node;
+    std::string path;
+    size_t depth;
+  };
+  // NOTE: an explicit stack, not recursion, and a depth limit: a self-referencing alias is a
+  // cycle, and the paths of an unbounded descent would hold quadratic memory.
+  std::vector<Pending> pending{{root, "", 0}};
+  size_t values = 0;
+  while (!pending.empty()) {
+    const Pending current = std::move(pending.back());
+    pending.pop_back();
+    const auto shown = current.path.empty() ? std::string("(top level)") : current.path;
+    if (++values > kMaxConfigValues) {
+      throw ConfigError(fmt::format(
+          "{}: {}{}: the config expands to more than {} values (aliases *name repeat their "
+          "anchor's whole content; nested or self-referencing aliases multiply it)",
+          origin, shown, location(current.node), kMaxConfigValues));
+    }
+    if (current.depth > kMaxConfigDepth) {
+      throw ConfigError(fmt::format("{}: {}{}: nested more than {} levels deep (a self-referencing "
+                                    "alias *name inside its own anchor?)",
+                                    origin, shown, location(current.node), kMaxConfigDepth));
+    }
+    if (current.node.IsSequence()) {
+      size_t index = 0;
+      for (const auto& item : current.node) {
+        pending.push_back({item, fmt::format("{}[{}]", current.path, index++), current.depth + 1});
+      }
+    } else if (current.node.IsMap()) {
+      std::map<std::string, int> first_line;  // key -> line where it first appears
+      for (const auto& entry : current.node) {
+        if (!entry.first.IsScalar()) {
+          throw ConfigError(
+              fmt::format("{}: {}{}: a key must be a name, not empty (~), a list or a mapping",
+                          origin, shown, location(entry.first)));
+        }
+        const auto& key = entry.first.Scalar();
+        const auto path = current.path.empty() ? key : current.path + "." + key;
+        const auto [first, inserted] = first_line.emplace(key, entry.first.Mark().line + 1);
+        if (!inserted) {
+          throw ConfigError(fmt::format("{}: {}{}: duplicate key (first given at line {})", origin,
+                                        path, location(entry.first), first->second));
+        }
+        pending.push_back({entry.second, path, current.depth + 1});
+      }
+    }
+  }
+}
+
 YAML::Node load_yaml_file(const std::string& path) {
   if (!std::filesystem::exists(path)) throw ConfigError("config file not found: " + path);
+  YAML::Node node;
   try {
-    auto node = YAML::LoadFile(path);
-    if (!node.IsMap()) throw ConfigError(path + ": top level must be a mapping of keys");
-    return node;
+    node = YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("{}: YAML syntax error at line {}, column {}: {}", path,
                                   e.mark.line + 1, e.mark.column + 1, e.msg));
   }
+  if (!node.IsMap()) {
+    throw ConfigError(fmt::format("{}: top level (line {}): must be a mapping of keys", path,
+                                  std::max(node.Mark().line, 0) + 1));
+  }
+  check_config_tree(node, path);
+  return node;
 }
 
 namespace {
@@ -42,13 +113,18 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
     throw ConfigError("--set expects key.path=value, got '" + assignment + "'");
   }
   const std::string path = assignment.substr(0, eq);
-  YAML::Node value;
+  YAML::Node parsed;
   try {
-    value = without_marks(YAML::Load(assignment.substr(eq + 1)));
+    parsed = YAML::Load(assignment.substr(eq + 1));
   } catch (const YAML::Exception& e) {
     throw ConfigError("--set " + path + ": cannot parse value: " + e.msg);
   }
-  set_config_value(root, path, value);
+  check_config_tree(parsed, "--set " + path);
+  try {
+    set_config_value(root, path, without_marks(parsed));
+  } catch (const ConfigError& e) {  // name the option: the path may not exist in the file
+    throw ConfigError(std::string("--set ") + e.what());
+  }
 }
 
 void set_config_value(YAML::Node& root, const std::string& path, const YAML::Node& value) {
@@ -100,14 +176,12 @@ YAML::Node ConfigNode::source_value(const std::string& key) const {
 bool ConfigNode::has(const std::string& key) const { return bool(source_value(key)); }
 
 std::string ConfigNode::where(const std::string& key) const {
-  auto value = source_value(key);
-  std::string location;
-  if (value && value.Mark().line >= 0) {
-    location = fmt::format(" (line {})", value.Mark().line + 1);
-  } else if (value) {
-    location = " (from --set)";
+  if (key.empty()) {  // this mapping itself; one made for an absent key has no position
+    return fmt::format("{}: {}{}", shared_->origin, path_,
+                       source_.Mark().line >= 0 ? location(source_) : "");
   }
-  return fmt::format("{}: {}{}", shared_->origin, key.empty() ? path_ : key_path(key), location);
+  auto value = source_value(key);
+  return fmt::format("{}: {}{}", shared_->origin, key_path(key), value ? location(value) : "");
 }
 
 void ConfigNode::fail(const std::string& key, const std::string& message) const {
@@ -116,6 +190,10 @@ void ConfigNode::fail(const std::string& key, const std::string& message) const 
 
 void ConfigNode::check(bool ok, const std::string& key, const std::string& message) const {
   if (!ok) fail(key, message);
+}
+
+void ConfigNode::check_finite(double number, const std::string& key) const {
+  check(std::isfinite(number), key, fmt::format("expected a finite number, got {}", number));
 }
 
 ConfigNode ConfigNode::child(const std::string& key) {

@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace blockopt::experiments {
@@ -20,8 +21,18 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Loads a YAML file; a missing file or a syntax error is a ConfigError naming the file.
+// Loads a YAML file; a missing file, a syntax error or a tree check_config_tree rejects is a
+// ConfigError naming the file.
 YAML::Node load_yaml_file(const std::string& path);
+
+// Most values a config may expand to: aliases (*name) share their anchor's node, but a reader
+// walking the tree expands them, so ten nested aliases of ten items each are 10^10 values.
+constexpr size_t kMaxConfigValues = 100000;
+
+// Rejects what no reader can walk safely, naming the key and line: more than kMaxConfigValues
+// values after alias expansion, nesting deeper than 64 (a self-referencing alias is a cycle),
+// duplicate keys (the second would be silently ignored) and keys that are not names.
+void check_config_tree(const YAML::Node& root, const std::string& origin);
 
 // Sets root[a][b][c] = value for path "a.b.c", creating mappings on the way.
 void set_config_value(YAML::Node& root, const std::string& path, const YAML::Node& value);
@@ -77,6 +88,8 @@ class ConfigNode {
   YAML::Node source_value(const std::string& key) const;
   template <typename T>
   T convert(const YAML::Node& value, const std::string& key) const;
+  // NOTE: .nan and .inf are valid YAML numbers, but no config value means them.
+  void check_finite(double number, const std::string& key) const;
   template <typename T>
   void record(const std::string& key, const T& value);
 
@@ -100,6 +113,11 @@ struct ConfigTypeName {
 };
 
 template <typename T>
+struct IsNumberList : std::false_type {};
+template <typename T>
+struct IsNumberList<std::vector<T>> : std::is_floating_point<T> {};
+
+template <typename T>
 T ConfigNode::convert(const YAML::Node& value, const std::string& key) const {
   try {
     if constexpr (std::is_same_v<T, std::string>) {
@@ -110,7 +128,12 @@ T ConfigNode::convert(const YAML::Node& value, const std::string& key) const {
       const auto& text = value.Scalar();
       if (text.find_first_of(".eE") != std::string::npos) throw YAML::BadConversion(value.Mark());
     }
-    return value.as<T>();
+    T result = value.as<T>();
+    if constexpr (std::is_floating_point_v<T>) check_finite(result, key);
+    if constexpr (IsNumberList<T>::value) {
+      for (const auto number : result) check_finite(number, key);
+    }
+    return result;
   } catch (const YAML::Exception&) {
     std::string shown = value.IsScalar() ? "'" + value.Scalar() + "'" : "a non-scalar value";
     fail(key, fmt::format("expected {}, got {}", ConfigTypeName<T>::name(), shown));

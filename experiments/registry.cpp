@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,19 @@
 namespace blockopt::experiments {
 
 namespace {
+
+// NOTE: a tensor or model above 2^30 elements (4 GiB in float32) is a typo such as an extra
+// zero, not an experiment for this CPU framework (the shipped configs stay below 10^8);
+// refusing it names the key instead of ending in an allocation failure or the OOM killer.
+constexpr double kMaxElements = 1073741824.0;
+
+// Fails naming `key` when `elements` (computed in double: no overflow) exceeds kMaxElements.
+void check_elements(ConfigNode& node, const std::string& key, double elements,
+                    const std::string& what) {
+  node.check(elements <= kMaxElements, key,
+             fmt::format("{} would have {:.3g} elements, more than the limit of 2^30", what,
+                         elements));
+}
 
 template <typename Enum>
 Enum parse_or_fail(ConfigNode& node, const std::string& key, const std::string& fallback,
@@ -40,6 +54,8 @@ std::shared_ptr<models::DataSource> build_gaussian(ConfigNode& node, uint64_t se
   o.batch(node.get<int64_t>("batch", defaults.batch()));
   node.check(o.batch() >= 0 && o.batch() <= o.samples(), "batch",
              "must be in [0, samples] (0 = full batch)");
+  check_elements(node, "samples", static_cast<double>(o.samples()) * static_cast<double>(o.dim()),
+                 "the data (samples x dim)");
   o.seed(node.get<uint64_t>("seed", seed));
   return std::make_shared<models::GaussianData>(o);
 }
@@ -53,6 +69,11 @@ std::shared_ptr<models::Model> build_mlp(ConfigNode& node, const models::DataSou
   models::MLPOptions o(widths);
   o.activation(parse_or_fail(node, "activation", "relu", &models::parse_activation));
   o.bias(node.get<bool>("bias", o.bias()));
+  double parameters = 0.0;
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    parameters += (static_cast<double>(widths[i]) + o.bias()) * static_cast<double>(widths[i + 1]);
+  }
+  check_elements(node, "hidden", parameters, "the model");
   o.init(parse_or_fail(node, "init", "lecun_normal", &models::parse_init));
   return std::make_shared<models::MLP>(o);
 }
@@ -97,6 +118,12 @@ std::shared_ptr<models::Model> build_cnn(ConfigNode& node, const models::DataSou
   node.check(o.stages() > 0, "stages", "must be > 0");
   o.blocks(node.get<int64_t>("blocks", o.blocks()));
   node.check(o.blocks() > 0, "blocks", "must be > 0");
+  // The widest stage dominates: channels doubles at every stage after the first.
+  const double widest =
+      static_cast<double>(o.channels()) * std::pow(2.0, static_cast<double>(o.stages() - 1));
+  const double convolutions = static_cast<double>(o.blocks()) * static_cast<double>(o.stages());
+  check_elements(node, "channels", 2.0 * 9.0 * widest * widest * convolutions,
+                 "the model (about 2 x 9 x widest^2 x blocks x stages)");
   return std::make_shared<models::CNN>(o);
 }
 
@@ -140,6 +167,10 @@ std::shared_ptr<models::DataSource> build_text(ConfigNode& node, uint64_t seed) 
   node.check(o.batch() > 0, "batch", "must be > 0");
   o.eval_windows(node.get<int64_t>("eval_windows", o.eval_windows()));
   node.check(o.eval_windows() > 0, "eval_windows", "must be > 0");
+  check_elements(node, "context",
+                 static_cast<double>(std::max(o.batch(), o.eval_windows())) *
+                     (static_cast<double>(o.context()) + 1.0),
+                 "a batch of windows (max(batch, eval_windows) x (context + 1))");
   o.seed(node.get<uint64_t>("seed", seed));
   torch::Tensor train, val;
   if (kind == "byte") {
@@ -191,6 +222,13 @@ std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const models::DataSou
              "is shorter than the data context (" + std::to_string(data.input_dim()) + ")");
   o.bias(node.get<bool>("bias", o.bias()));
   o.tie_weights(node.get<bool>("tie_weights", o.tie_weights()));
+  const double width = static_cast<double>(o.d_model());
+  const double context = static_cast<double>(o.context());
+  // Embeddings and head, 12 d^2 per layer (attention 4 d^2, MLP 8 d^2), the causal mask.
+  check_elements(node, "d_model",
+                 (2.0 * static_cast<double>(o.vocab()) + context) * width +
+                     12.0 * width * width * static_cast<double>(o.layers()) + context * context,
+                 "the model (about (2 vocab + context) d_model + 12 d_model^2 layers + context^2)");
   return std::make_shared<models::GPT>(o);
 }
 

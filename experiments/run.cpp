@@ -18,6 +18,7 @@
 namespace blockopt::experiments {
 
 Experiment build_experiment(YAML::Node config, const std::string& origin) {
+  check_config_tree(config, origin);
   auto root = ConfigNode::root(config, origin);
   Experiment e;
   e.name = root.get<std::string>("name");
@@ -54,6 +55,19 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   root.check_no_unknown_keys();
   e.resolved_yaml = root.resolved_yaml();
   return e;
+}
+
+void check_sweep_runs(const SweepPlan& plan, const std::string& origin) {
+  for (const auto& run : plan.runs) build_experiment(run.config, origin + " [" + run.id + "]");
+}
+
+std::string dry_run(const YAML::Node& config, const std::string& origin) {
+  if (!is_sweep(config)) return build_experiment(config, origin).resolved_yaml;
+  const auto plan = plan_sweep(config, origin);
+  check_sweep_runs(plan, origin);
+  std::string listing = fmt::format("sweep {}: {} runs\n", plan.name, plan.runs.size());
+  for (const auto& run : plan.runs) listing += run.id + "\n";
+  return listing;
 }
 
 namespace {
@@ -105,7 +119,8 @@ RunOutcome run_experiment(const RunRequest& request) {
 
 RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   // Threads first: they can change floating-point reduction order, so they are config.
-  const int threads = yaml["runtime"] && yaml["runtime"]["threads"]
+  // build_experiment checks the value; a malformed one here just means the default.
+  const int threads = yaml["runtime"].IsMap() && yaml["runtime"]["threads"]
                           ? yaml["runtime"]["threads"].as<int>(0) : 0;
   configure_runtime(threads);
   auto experiment = build_experiment(yaml, request.config_path);

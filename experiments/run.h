@@ -3,6 +3,7 @@
 #include <blockopt/experiments/config.h>
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run_dir.h>
+#include <blockopt/experiments/sweep.h>
 #include <blockopt/experiments/trainer.h>
 
 #include <optional>
@@ -31,6 +32,15 @@ struct Experiment {
 
 // `origin` names the source in error messages (the file path).
 Experiment build_experiment(YAML::Node config, const std::string& origin);
+
+// Builds every run of a sweep (data sets included), so a config error stops the sweep before
+// any run starts; `origin` plus the run id names the source in error messages.
+void check_sweep_runs(const SweepPlan& plan, const std::string& origin);
+
+// `blockopt run --dry-run`: checks and resolves `config` as a run would (a sweep: plans it
+// and builds every run) without creating a directory or training. Returns what to print:
+// the resolved YAML, or for a sweep the number of runs and each run id.
+std::string dry_run(const YAML::Node& config, const std::string& origin);
 
 struct RunRequest {
   std::string config_path;

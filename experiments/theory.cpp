@@ -65,6 +65,15 @@ double mean(const std::vector<double>& v) {
   return sum / static_cast<double>(v.size());
 }
 
+// Sample standard deviation (0 for a single value).
+double sample_sd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double sum_sq = 0;
+  for (double x : v) sum_sq += (x - m) * (x - m);
+  return std::sqrt(sum_sq / static_cast<double>(v.size() - 1));
+}
+
 nlohmann::json series(const std::string& name, const std::vector<double>& x,
                       const std::vector<double>& y, bool line) {
   return {{"name", name}, {"x", x}, {"y", y}, {"line", line}};
@@ -105,7 +114,8 @@ double theorem1_limit(double gamma, double s) {
 nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
       {"claim", "Theorem 1, linear model + CE: C^2 mean r_ij^2 -> (g e^{2s} + 1)/(g e^s + 1), g = d/N, s = logit variance"},
-      {"columns", {"init", "g = d/N", "C", "seeds", "measured C^2 r^2", "predicted", "measured / predicted"}}};
+      {"columns", {"init", "g = d/N", "C", "seeds", "measured C^2 r^2", "sd over seeds", "predicted",
+                   "measured / predicted"}}};
   std::map<std::string, std::map<double, std::vector<double>>> values;  // init -> gamma -> C^2 r^2
   std::map<std::string, double> classes;
   for (const auto& run : runs) {
@@ -120,7 +130,7 @@ nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
     std::vector<double> gammas, measured, predicted;
     for (const auto& [gamma, v] : by_gamma) {
       const double m = mean(v), p = theorem1_limit(gamma, logit_variance(init));
-      table["rows"].push_back({init, gamma, classes[init], v.size(), m, p, m / p});
+      table["rows"].push_back({init, gamma, classes[init], v.size(), m, sample_sd(v), p, m / p});
       table["checks"].push_back({{"quantity", fmt::format("C^2 r^2 ({}, g = {:.3g})", init, gamma)},
                                  {"measured", m}, {"predicted", p}});
       gammas.push_back(gamma);

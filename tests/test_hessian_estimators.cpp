@@ -47,8 +47,24 @@ TEST_F(HessianEstimators, HutchinsonBlockNormsWithinStandardErrors) {
   // 81 entries, each within 4.5 standard errors (two-sided p ~ 7e-6 per entry).
   auto z = (est.sq_mean - exact).abs() / (est.sq_stderr + 1e-15);
   EXPECT_LT(z.max().item<double>(), 4.5);
-  // Zero-variance entries (a block j whose column is supported only by j) are exact.
-  EXPECT_TRUE(torch::allclose(est.norms.diagonal().square(), est.sq_mean.diagonal()));
+}
+
+// A single-parameter block j is probed by v_j = +-1, so ||H_ij v_j||^2 = ||H_ij||^2 for every
+// probe: its whole column of estimates has zero variance and must equal the exact block norms.
+TEST_F(HessianEstimators, HutchinsonIsExactForSingleParameterBlocks) {
+  auto part = bh::Partition::custom(
+      {{0, 1, 0, ""}, {1, 6, 0, ""}, {6, 30, 0, ""}, {30, 31, 1, ""}, {31, 50, 1, ""}}, dim());
+  auto exact = bh::block_norms(h_, part).square();
+  auto est = bh::hutchinson_block_norms(bh::as_matvec(*op_), part, 20, gen_, options());
+  for (int64_t j : {0, 3}) {
+    EXPECT_TRUE(torch::allclose(est.sq_mean.select(1, j), exact.select(1, j), 1e-12, 0.0))
+        << "block " << j << ": " << est.sq_mean.select(1, j) << exact.select(1, j);
+    // Zero up to the rounding of the one-pass variance: ~eps x^2, so sqrt(eps) x ~ 1e-8 x.
+    EXPECT_LT(est.sq_stderr.select(1, j).max().item<double>(),
+              1e-6 * exact.select(1, j).max().item<double>());
+  }
+  // A multi-parameter block's probes do vary: the error bars are not zero everywhere.
+  EXPECT_GT(est.sq_stderr.select(1, 2).max().item<double>(), 0.0);
 }
 
 TEST_F(HessianEstimators, LanczosWithFullReorthogonalisationRecoversTheSpectrum) {

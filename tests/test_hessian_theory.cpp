@@ -38,6 +38,15 @@ double mean_sq_ratio(const Setting& s, bm::Loss loss, int64_t t) {
   return bh::off_diagonal_ratios(bh::block_norms(h, part), part).squared_by_tensor_pair[t][t].item<double>();
 }
 
+// Sample mean and standard error of the mean.
+std::pair<double, double> mean_and_standard_error(const std::vector<double>& values) {
+  const double n = static_cast<double>(values.size());
+  double mean = 0.0, sum_sq = 0.0;
+  for (double v : values) mean += v / n;
+  for (double v : values) sum_sq += (v - mean) * (v - mean);
+  return {mean, std::sqrt(sum_sq / (n - 1.0) / n)};
+}
+
 }  // namespace
 
 TEST(HessianPartition, BuiltInPartitionsCoverTheParameters) {
@@ -111,38 +120,56 @@ TEST(HessianPartition, BlocksWithZeroDiagonalAreLeftOutOfTheRatios) {
   EXPECT_DOUBLE_EQ(s.by_tensor_pair[0][0].item<double>(), s.mean);
 }
 
-// Theory 1: linear + CE with N >> d: r_ij -> 1/(C-1). With LeCun init the logits have
-// variance ~1, so p is not exactly uniform; measured (C-1) r = 1.025 (C = 5), 1.048 (C = 10)
-// at N = 20000, d = 5 (and it tends to C r -> 1 as C grows), hence a 10% tolerance.
+// Theory 1: linear + CE: mean r_ij -> 1/(C-1) as the softmax output becomes uniform.
+// Exact at any N, d, C: each sample's softmax Hessian has zero row sums, so
+// sum_{j != i} H_ij = -H_ii and, by the triangle inequality, (C-1) mean r_ij >= 1, with
+// equality when all H_ij are parallel: p uniform (logit variance s = 0) gives
+// H_ij = -X / C^2, H_ii = (C-1) X / C^2 for X = mean x x^T. The excess over 1 comes from p
+// depending on x through the logits, so it grows with s from 0 (LeCun init: s = 1).
 TEST(HessianTheory, LinearCrossEntropyRatioIsOneOverCMinusOne) {
   for (int64_t classes : {5, 10}) {
     auto s = gaussian_setting({5, classes}, 20000, 1);
-    auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
-                                         bm::Loss::CrossEntropy);
-    auto part = bh::Partition::per_row(s.infos);
-    auto ratios = bh::off_diagonal_ratios(bh::block_norms(h, part), part);
-    EXPECT_NEAR(ratios.mean * (classes - 1), 1.0, 0.1) << "C = " << classes;
+    const auto lecun = s.weights[0].clone();
+    double previous_excess = -1.0;
+    for (double scale : {0.0, 0.25, 0.5, 1.0}) {  // logit variance s = scale^2
+      s.weights[0] = lecun * scale;
+      auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
+                                           bm::Loss::CrossEntropy);
+      auto part = bh::Partition::per_row(s.infos);
+      const double excess =
+          bh::off_diagonal_ratios(bh::block_norms(h, part), part).mean * (classes - 1) - 1.0;
+      if (scale == 0.0) {
+        EXPECT_NEAR(excess, 0.0, 1e-12) << "C = " << classes;
+      } else {
+        EXPECT_GE(excess, -1e-12) << "C = " << classes << ", scale " << scale;
+        // NOTE: rounding in the norms is ~1e-15; any growth above it is the effect itself.
+        EXPECT_GT(excess, previous_excess + 1e-12) << "C = " << classes << ", scale " << scale;
+      }
+      previous_excess = excess;
+    }
   }
 }
 
-// Theorem 1: C^2 r^2 -> (gamma e^2 + 1) / (gamma e + 1) for d/N -> gamma, then C large.
-// At C = 20, d <= 80 (3 seeds) a reference Python computation gives 1.36, 1.53, 1.93 for
-// gamma = 1/16, 1/4, 1 against 1.25, 1.70, 2.26: finite-C (O(1/C) ~ 5%) and finite-d
-// fluctuations (~5% per seed). We check the trend in gamma and a 20% band.
+// Theorem 1: C^2 r^2 -> (g e^2 + 1) / (g e + 1) for d/N -> g, then C -> infinity: it grows
+// with g. At C = 20, d <= 80 the values sit 9-15% off the limit (1.36, 1.54, 1.93 against
+// 1.25, 1.70, 2.26), a finite-d bias that moving to C = 40 does not remove and that is not
+// derived here, so the absolute values are not checked. Checked: the predicted growth, each
+// step in g by more than 3 standard errors of the 3-seed means (a flat curve fails).
 TEST(HessianTheory, TheoremOneTrendInGamma) {
   const int64_t classes = 20;
-  double previous = 0.0;
+  std::pair<double, double> previous{0.0, 0.0};
   for (auto [d, n] : {std::pair<int64_t, int64_t>{20, 320}, {40, 160}, {80, 80}}) {
-    double sum = 0.0;
+    std::vector<double> values;
     for (uint64_t seed = 0; seed < 3; ++seed) {
-      sum += mean_sq_ratio(gaussian_setting({d, classes}, n, 10 + seed), bm::Loss::CrossEntropy, 0);
+      values.push_back(classes * classes *
+                       mean_sq_ratio(gaussian_setting({d, classes}, n, 10 + seed), bm::Loss::CrossEntropy, 0));
     }
-    const double measured = classes * classes * sum / 3.0;
-    const double gamma = static_cast<double>(d) / static_cast<double>(n);
-    const double predicted = (gamma * std::exp(2.0) + 1.0) / (gamma * std::exp(1.0) + 1.0);
-    EXPECT_NEAR(measured / predicted, 1.0, 0.2) << "gamma " << gamma;
-    EXPECT_GT(measured, previous) << "gamma " << gamma;
-    previous = measured;
+    const auto current = mean_and_standard_error(values);
+    if (previous.first > 0.0) {
+      EXPECT_GT(current.first - previous.first, 3.0 * std::hypot(current.second, previous.second))
+          << "g = " << static_cast<double>(d) / static_cast<double>(n);
+    }
+    previous = current;
   }
 }
 
@@ -162,26 +189,31 @@ TEST(HessianTheory, OneHiddenLayerMseOutputBlocksAreExactlyZero) {
   EXPECT_GT(mean_sq_ratio(s, bm::Loss::MSE, 0), 0.0);  // hidden-layer blocks are not
 }
 
-// Theory 3, CE: log r^2 vs log C has slope about -1 for hidden-layer blocks and -2 for
-// output-layer blocks; we check the output slope is steeper by at least 0.5.
+// Theory 3, CE: r^2 ~ C^-1 for hidden-layer blocks and C^-2 for output-layer blocks. Slopes
+// of log r^2 from C = 4 to 64, per seed (4 seeds). Checked without tuned constants: each mean
+// slope is nearer its predicted exponent than the neighbouring integer ones (hidden in
+// (-1.5, -0.5), output below -1.5), and the output slope is steeper than the hidden one by
+// more than 3 standard errors of the per-seed differences.
 TEST(HessianTheory, OneHiddenLayerCrossEntropyOutputBlocksShrinkFaster) {
-  std::vector<double> log_c, log_hidden, log_output;
-  for (int64_t classes : {4, 16, 64}) {
-    double hidden = 0.0, output = 0.0;
-    for (uint64_t seed = 0; seed < 2; ++seed) {
-      auto s = gaussian_setting({20, 8, classes}, 2000, 20 + seed);
-      hidden += mean_sq_ratio(s, bm::Loss::CrossEntropy, 0);
-      output += mean_sq_ratio(s, bm::Loss::CrossEntropy, 1);
-    }
-    log_c.push_back(std::log(static_cast<double>(classes)));
-    log_hidden.push_back(std::log(hidden / 2));
-    log_output.push_back(std::log(output / 2));
+  const double log_range = std::log(64.0 / 4.0);
+  std::vector<double> hidden_slopes, output_slopes, differences;
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    auto small = gaussian_setting({20, 8, 4}, 2000, 20 + seed);
+    auto large = gaussian_setting({20, 8, 64}, 2000, 20 + seed);
+    const double hidden = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, 0) /
+                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, 0)) / log_range;
+    const double output = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, 1) /
+                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, 1)) / log_range;
+    hidden_slopes.push_back(hidden);
+    output_slopes.push_back(output);
+    differences.push_back(output - hidden);
   }
-  auto slope = [&](const std::vector<double>& y) {
-    return (y.back() - y.front()) / (log_c.back() - log_c.front());
-  };
-  const double hidden_slope = slope(log_hidden), output_slope = slope(log_output);
-  std::printf("slopes of log r^2 vs log C: hidden %.3f, output %.3f\n", hidden_slope, output_slope);
-  EXPECT_LT(output_slope, hidden_slope - 0.5);
-  EXPECT_LT(output_slope, -1.5);
+  const double hidden = mean_and_standard_error(hidden_slopes).first;
+  const double output = mean_and_standard_error(output_slopes).first;
+  const auto [difference, difference_error] = mean_and_standard_error(differences);
+  std::printf("slopes of log r^2 vs log C: hidden %.3f, output %.3f\n", hidden, output);
+  EXPECT_GT(hidden, -1.5);
+  EXPECT_LT(hidden, -0.5);
+  EXPECT_LT(output, -1.5);
+  EXPECT_LT(difference, -3.0 * difference_error);
 }

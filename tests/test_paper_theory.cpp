@@ -56,9 +56,26 @@ double measured(const nlohmann::json& theory, const std::string& quantity) {
   return std::nan("");
 }
 
+// The `column` field of a theory table row (theory.json names its columns).
+const nlohmann::json& field(const nlohmann::json& theory, const nlohmann::json& row,
+                            const std::string& column) {
+  const auto& columns = theory["columns"];
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i] == column) return row.at(i);
+  }
+  ADD_FAILURE() << "no column '" << column << "' in " << columns.dump();
+  static const nlohmann::json none;
+  return none;
+}
+
 }  // namespace
 
-// linear + CE, N / d = 200: (C-1) r_ij within 10% of 1 (exactly 1 at C = 2).
+// linear + CE at N / d = 200, C = 2, 10, 50. Exact bounds at any size, so no tolerance but
+// rounding: each sample's softmax Hessian has zero row sums, so sum_{j != i} H_ij = -H_ii and
+// (C-1) mean r_ij >= 1 (triangle inequality), = 1 at C = 2 (H_12 = -H_11); and
+// sum_{j != i} ||H_ij|| <= tr(H_ii) <= sqrt(d) ||H_ii|| (H_ii is PSD), so (C-1) mean r_ij
+// <= sqrt(d). A mean r_ij flat in C would break the upper bound at C = 50.
+// HessianTheory.LinearCrossEntropyRatioIsOneOverCMinusOne checks the approach to 1.
 TEST(PaperTheory, LinearCrossEntropyClasses) {
   auto config = paper_config("linear-ce-classes");
   set(config, "data.samples", "2000");
@@ -67,16 +84,20 @@ TEST(PaperTheory, LinearCrossEntropyClasses) {
   const auto theory = run_and_evaluate(config, "linear");
   ASSERT_EQ(theory["rows"].size(), 3u);
   for (const auto& row : theory["rows"]) {
-    EXPECT_NEAR(row[4].get<double>(), 1.0, 0.1) << row.dump();
+    const double scaled = field(theory, row, "(C-1) r_ij").get<double>();
+    EXPECT_GE(scaled, 1.0 - 1e-9) << row.dump();
+    EXPECT_LE(scaled, std::sqrt(10.0)) << row.dump();
   }
-  EXPECT_NEAR(theory["rows"][0][4].get<double>(), 1.0, 1e-9);  // C = 2: H_12 = -H_11 exactly
+  EXPECT_NEAR(field(theory, theory["rows"][0], "(C-1) r_ij").get<double>(), 1.0, 1e-9);  // C = 2
 }
 
-// Theorem 1 at C = 20, N = 320 (block_norms: the exact H without its spectrum). The limit is
-// C -> infinity after d, N -> infinity; at these sizes the values sit within 30% of it
-// (measured 1.46, 1.44, 1.50 against 1.25, 1.44, 1.70 with LeCun init) and grow more slowly
-// in g than predicted. Checked: the 30% band, growth from the smallest to the largest g,
-// and the smaller values of PyTorch's default init (logit variance 1/3) at every g.
+// Theorem 1 at C = 20, N = 320 (block_norms: the exact H without its spectrum), 3 seeds. The
+// limit is C -> infinity after d, N -> infinity; at these sizes the values sit up to 13% off
+// it (a finite-size bias not derived here; HessianTheory.TheoremOneTrendInGamma), so the
+// absolute values are not checked. Checked, against the seed-to-seed spread the table
+// reports (standard error sd / sqrt(seeds)): the values grow from the smallest to the largest
+// g, and PyTorch's default init (logit variance 1/3) gives smaller values than LeCun's
+// (variance 1) at every g, each by more than 3 standard errors; a flat curve fails both.
 TEST(PaperTheory, TheoremOneGamma) {
   auto config = paper_config("theorem1-gamma");
   set(config, "data.samples", "320");
@@ -86,28 +107,41 @@ TEST(PaperTheory, TheoremOneGamma) {
   const auto theory = run_and_evaluate(config, "theorem1");
   const auto& rows = theory["rows"];  // lecun_normal at g = 1/16, 1/8, 1/4, then pytorch_default
   ASSERT_EQ(rows.size(), 6u);
-  auto value = [&](size_t i) { return rows[i][4].get<double>(); };
-  for (size_t i = 0; i < rows.size(); ++i) EXPECT_NEAR(rows[i][6].get<double>(), 1.0, 0.3) << rows[i].dump();
-  EXPECT_GT(value(2), value(0));
-  EXPECT_GT(value(5), value(3));
-  for (size_t i = 0; i < 3; ++i) EXPECT_LT(value(3 + i), value(i)) << "g index " << i;
+  auto number = [&](size_t i, const char* column) { return field(theory, rows[i], column).get<double>(); };
+  // Standard error of the difference of rows i and j.
+  auto difference_error = [&](size_t i, size_t j) {
+    return std::hypot(number(i, "sd over seeds"), number(j, "sd over seeds")) / std::sqrt(number(i, "seeds"));
+  };
+  for (size_t first : {0, 3}) {  // each init: smallest g against largest g
+    EXPECT_GT(number(first + 2, "measured C^2 r^2") - number(first, "measured C^2 r^2"),
+              3.0 * difference_error(first, first + 2))
+        << field(theory, rows[first], "init");
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    const size_t lecun = i, pytorch = 3 + i;
+    ASSERT_EQ(field(theory, rows[lecun], "init"), "lecun_normal");
+    ASSERT_EQ(field(theory, rows[pytorch], "init"), "pytorch_default");
+    ASSERT_EQ(number(lecun, "g = d/N"), number(pytorch, "g = d/N"));
+    EXPECT_GT(number(lecun, "measured C^2 r^2") - number(pytorch, "measured C^2 r^2"),
+              3.0 * difference_error(lecun, pytorch))
+        << "g index " << i;
+  }
 }
 
-// Theorem 2: the output rows' ratio falls faster in C than the hidden rows' (CE); with MSE
-// the output rows' off-diagonal blocks are exactly zero.
+// Theorem 2: mean r^2 ~ C^-1 for the hidden rows and C^-2 for the output rows (CE); with MSE
+// the output rows' off-diagonal blocks are exactly zero. The slopes are deterministic (one
+// seed, exact Hessians); each must be nearer its predicted exponent than the neighbouring
+// integer ones, i.e. within 0.5 of it: no tuned constant, and a flat curve (slope 0) fails.
 TEST(PaperTheory, OneHiddenLayerClasses) {
   auto config = paper_config("mlp1-classes");
   set(config, "data.samples", "1000");
   set(config, "data.dim", "20");
   config["sweep"]["grid"]["data.classes"] = YAML::Load("[4, 16, 64]");
   const auto theory = run_and_evaluate(config, "mlp1");
-  const double hidden = measured(theory, "cross_entropy: hidden rows slope in C");
-  const double output = measured(theory, "cross_entropy: output rows slope in C");
-  EXPECT_LT(hidden, -0.3);
-  EXPECT_LT(output, hidden - 0.5);
-  EXPECT_LT(output, -1.5);
+  EXPECT_NEAR(measured(theory, "cross_entropy: hidden rows slope in C"), -1.0, 0.5);
+  EXPECT_NEAR(measured(theory, "cross_entropy: output rows slope in C"), -2.0, 0.5);
+  EXPECT_NEAR(measured(theory, "mse: hidden rows slope in C"), -1.0, 0.5);
   EXPECT_EQ(measured(theory, "mse: largest output rows mean r^2"), 0.0);
-  EXPECT_LT(measured(theory, "mse: hidden rows slope in C"), -0.3);
 }
 
 // Trains `config` for `steps` full-batch steps at lr 1e-2 with exact block norms at 0, steps/2
@@ -120,23 +154,24 @@ std::pair<std::vector<double>, double> train_and_probe(YAML::Node config, const 
                                     steps / 2, steps, partition));
   const auto theory = run_and_evaluate(config, name);
   std::vector<double> losses;
-  for (const auto& row : theory["rows"]) losses.push_back(row[2].get<double>());
+  for (const auto& row : theory["rows"]) losses.push_back(field(theory, row, "probe loss").get<double>());
   EXPECT_EQ(losses.size(), 3u);
   EXPECT_EQ(theory["checks"].size(), 1u);
   return {losses, theory["checks"][0]["measured"].get<double>()};
 }
 
 // Dynamic force on the main figure's network, smaller: as the loss falls the cross-layer
-// blocks shrink (measured: to 3% of their initial r^2 in 100 steps).
+// blocks shrink. The threshold is the claim's own (a ratio below 1): the block_norms probe is
+// exact and the run deterministic, so there is no noise to allow for; no change gives 1.
 TEST(PaperTheory, MainFigureCrossLayerBlocksShrinkWithTraining) {
   auto config = paper_config("main-figure");
   set(config, "data", "{type: gaussian, samples: 400, dim: 40, classes: 40, batch: 0}");
   const auto [losses, cross_ratio] = train_and_probe(config, "main", 100, "per_row");
   EXPECT_LT(losses.back(), losses.front());
-  EXPECT_LT(cross_ratio, 0.8);
+  EXPECT_LT(cross_ratio, 1.0);
 }
 
-// The 4-layer ReLU net (d = C = width = 50 in the shipped config), smaller.
+// The 4-layer ReLU net (d = C = width = 50 in the shipped config), smaller; as above.
 TEST(PaperTheory, FourLayerReluCrossLayerBlocksShrinkWithTraining) {
   auto config = paper_config("mlp4-relu");
   set(config, "data", "{type: gaussian, samples: 100, dim: 10, classes: 10, batch: 0}");

@@ -231,8 +231,23 @@ TEST(TrainerTest, ScheduleShapes) {
   EXPECT_DOUBLE_EQ(s.factor(11), 0.25);
 }
 
+// Records each step's loss and every parameter's gradient (the trainer zeroes gradients only
+// at the start of the next step).
+struct GradientRecorder : ex::Callback {
+  void on_step_end(ex::Trainer& trainer, const ex::StepMetrics& m) override {
+    std::vector<torch::Tensor> step;
+    for (const auto& p : trainer.model().parameters()) step.push_back(p.grad().clone());
+    gradients.push_back(step);
+    losses.push_back(m.loss);
+  }
+  std::vector<std::vector<torch::Tensor>> gradients;
+  std::vector<double> losses;
+};
+
 TEST(TrainerTest, GradAccumulationEqualsLargerBatch) {
-  // Full-batch data: 2 micro-batches of the same full batch average to the same gradient.
+  // Full-batch data: 2 micro-batches of the same full batch average to the full-batch gradient.
+  // NOTE: gradients are compared, not only parameters: Adam ignores the gradient's scale, so
+  // summing the micro-batch gradients instead of averaging them would leave parameters equal.
   const char* one = R"(name: a
 data: {type: gaussian, samples: 32, dim: 4, classes: 3}
 model: {type: linear}
@@ -243,8 +258,36 @@ train: {steps: 3}
   auto yaml = YAML::Load(one);
   ex::apply_override(yaml, "train.grad_accum=2");
   auto b = ex::build_experiment(yaml, "b");
-  make_trainer(a).run();
-  make_trainer(b).run();
+  auto recorded_a = std::make_shared<GradientRecorder>();
+  auto recorded_b = std::make_shared<GradientRecorder>();
+  auto trainer_a = make_trainer(a);
+  auto trainer_b = make_trainer(b);
+  trainer_a.add_callback(recorded_a);
+  trainer_b.add_callback(recorded_b);
+  trainer_a.run();
+  trainer_b.run();
+
+  // Independently: the first step's gradient is the full-batch gradient at initialisation.
+  auto reference = ex::build_experiment(YAML::Load(one), "reference");
+  auto batch = reference.data->next_batch();
+  auto loss = blockopt::models::compute_loss(reference.model->forward(batch.inputs), batch.targets,
+                                             reference.trainer.loss);
+  loss.backward();
+  auto initial = reference.model->parameters();
+  ASSERT_EQ(recorded_a->gradients.size(), 3u);
+  ASSERT_EQ(recorded_b->gradients.size(), 3u);
+  for (size_t i = 0; i < initial.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(recorded_a->gradients[0][i], initial[i].grad(), 1e-6, 1e-7));
+  }
+  EXPECT_NEAR(recorded_a->losses[0], loss.item<double>(), 1e-6);
+  for (size_t step = 0; step < 3; ++step) {
+    EXPECT_NEAR(recorded_b->losses[step], recorded_a->losses[step], 1e-6) << "step " << step + 1;
+    for (size_t i = 0; i < initial.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(recorded_b->gradients[step][i], recorded_a->gradients[step][i],
+                                  1e-6, 1e-7))
+          << "step " << step + 1 << " parameter " << i;
+    }
+  }
   auto pa = a.model->parameters()[0], pb = b.model->parameters()[0];
   EXPECT_TRUE(torch::allclose(pa, pb, 1e-6, 1e-7));
 }

@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   run_cmd->add_option("--out", out_dir, "run directory (default: <output.dir>/<name>)");
   run_cmd->add_flag("--no-progress", no_progress, "log lines instead of a progress bar");
+  bool dry_run = false;
+  run_cmd->add_flag("--dry-run", dry_run,
+                    "check and resolve the config, print it (a sweep: its run ids) and exit; "
+                    "no run directory, no training");
 
   std::string case_path, dtype_name = "float64";
   auto* verify_cmd = app.add_subcommand("verify", "replay an oracle case; exit 0 when it passes");
@@ -51,11 +55,14 @@ int main(int argc, char** argv) {
       if (!out_dir.empty()) run.out_dir = out_dir;
       run.progress_bar = !no_progress && isatty(STDERR_FILENO);
       auto config = ex::load_run_config(run);
+      if (dry_run) {
+        std::cout << ex::dry_run(config, run.config_path);
+        return 0;
+      }
       if (ex::is_sweep(config)) {
         const auto plan = ex::plan_sweep(config, run.config_path);
         ex::configure_runtime();
-        // Check every run's config before starting any.
-        for (const auto& r : plan.runs) ex::build_experiment(r.config, run.config_path + " [" + r.id + "]");
+        ex::check_sweep_runs(plan, run.config_path);  // every run's config before starting any
         const auto dir = run.out_dir ? ex::fs::path(*run.out_dir)
                                      : ex::fs::path(config["output"] && config["output"]["dir"]
                                                         ? config["output"]["dir"].as<std::string>()
