@@ -1,20 +1,19 @@
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/process.h>
 #include <blockopt/experiments/sweep.h>
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <numeric>
 #include <optional>
 #include <set>
+#include <system_error>
 
 namespace blockopt::experiments {
 
@@ -234,30 +233,15 @@ nlohmann::json read_json_or_null(const fs::path& path) {
 // Starts `blockopt_exe run <run_dir>/config.yaml --out <run_dir> --no-progress` with its
 // stdout and stderr appended to <run_dir>/run.log; returns its pid, or nothing (logging why)
 // when it cannot start.
-// NOTE: posix_spawn, not fork(): this process is multithreaded (torch's thread pools), and a
-// forked child of such a process may only make async-signal-safe calls before exec.
 std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& run_dir) {
-  const auto log = (run_dir / "run.log").string();
-  std::vector<std::string> args = {blockopt_exe, "run", (run_dir / "config.yaml").string(),
-                                   "--out", run_dir.string(), "--no-progress"};
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0666);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = 0;
-  const int error =
-      posix_spawn(&pid, blockopt_exe.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (error != 0) {
-    spdlog::error("cannot start {} for {}: {}", blockopt_exe, run_dir.string(),
-                  std::strerror(error));
+  try {
+    return spawn_logged({blockopt_exe, "run", (run_dir / "config.yaml").string(), "--out",
+                         run_dir.string(), "--no-progress"},
+                        run_dir / "run.log", /*append=*/true);
+  } catch (const std::system_error& error) {
+    spdlog::error("{} for {}", error.what(), run_dir.string());
     return std::nullopt;
   }
-  return pid;
 }
 
 }  // namespace

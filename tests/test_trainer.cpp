@@ -1,13 +1,12 @@
 #include <blockopt/experiments/callbacks.h>
+#include <blockopt/experiments/process.h>
 #include <blockopt/experiments/run.h>
 
 #include <gmock/gmock.h>
 #include "common.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -412,20 +411,9 @@ namespace {
 
 // Starts `blockopt run <config> --out <out>` with its stdout and stderr written to `log`.
 pid_t start_cli(const fs::path& config, const fs::path& out, const fs::path& log) {
-  std::vector<std::string> args = {BLOCKOPT_CLI_PATH, "run", config.string(), "--out", out.string(),
-                                   "--no-progress"};
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, BLOCKOPT_CLI_PATH, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
+  return ex::spawn_logged({BLOCKOPT_CLI_PATH, "run", config.string(), "--out", out.string(),
+                           "--no-progress"},
+                          log, /*append=*/false);
 }
 
 int wait_status(pid_t pid) {
