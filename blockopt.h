@@ -1,14 +1,16 @@
 #pragma once
-// Umbrella header: the whole core library (optimizers, Hessian probe, models).
+// Umbrella header: the whole library (blockopt::blockopt): optimizers, Hessian probe, models
+// and data sets.
+#include <blockopt/data/corpus.h>
+#include <blockopt/data/fashion_mnist.h>
+#include <blockopt/data/gaussian.h>
+#include <blockopt/data/text.h>
 #include <blockopt/hessian/estimators.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
 #include <blockopt/models/cnn.h>
-#include <blockopt/models/corpus.h>
-#include <blockopt/models/fashion_mnist.h>
 #include <blockopt/models/gpt.h>
 #include <blockopt/models/mlp.h>
-#include <blockopt/models/text.h>
 #include <blockopt/optim/adam_mini.h>
 #include <blockopt/optim/adamw.h>
 #include <blockopt/optim/asgo.h>

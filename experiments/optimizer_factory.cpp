@@ -49,7 +49,6 @@ void read_fallback(experiments::ConfigNode& config, Options& o) {
 RoutingRule read_routing(experiments::ConfigNode& config) {
   RoutingRule rule;
   rule.fallback_keywords = config.get<std::vector<std::string>>("fallback_keywords", rule.fallback_keywords);
-  for (auto& keyword : rule.fallback_keywords) keyword = to_lower(keyword);
   return rule;
 }
 

@@ -1,11 +1,11 @@
 #include <blockopt/experiments/registry.h>
 #include <blockopt/models/cnn.h>
-#include <blockopt/models/corpus.h>
-#include <blockopt/models/fashion_mnist.h>
-#include <blockopt/models/gaussian.h>
+#include <blockopt/data/corpus.h>
+#include <blockopt/data/fashion_mnist.h>
+#include <blockopt/data/gaussian.h>
 #include <blockopt/models/gpt.h>
 #include <blockopt/models/mlp.h>
-#include <blockopt/models/text.h>
+#include <blockopt/data/text.h>
 
 #include <nlohmann/json.hpp>
 
@@ -42,9 +42,9 @@ Enum parse_or_fail(ConfigNode& node, const std::string& key, const std::string& 
   }
 }
 
-std::shared_ptr<models::DataSource> build_gaussian(ConfigNode& node, uint64_t seed) {
-  models::GaussianDataOptions defaults;
-  models::GaussianDataOptions o;
+std::shared_ptr<data::DataSource> build_gaussian(ConfigNode& node, uint64_t seed) {
+  data::GaussianDataOptions defaults;
+  data::GaussianDataOptions o;
   o.samples(node.get<int64_t>("samples", defaults.samples()));
   node.check(o.samples() > 0, "samples", "must be > 0");
   o.dim(node.get<int64_t>("dim", defaults.dim()));
@@ -57,10 +57,10 @@ std::shared_ptr<models::DataSource> build_gaussian(ConfigNode& node, uint64_t se
   check_elements(node, "samples", static_cast<double>(o.samples()) * static_cast<double>(o.dim()),
                  "the data (samples x dim)");
   o.seed(node.get<uint64_t>("seed", seed));
-  return std::make_shared<models::GaussianData>(o);
+  return std::make_shared<data::GaussianData>(o);
 }
 
-std::shared_ptr<models::Model> build_mlp(ConfigNode& node, const models::DataSource& data) {
+std::shared_ptr<models::Model> build_mlp(ConfigNode& node, const data::DataSource& data) {
   auto hidden = node.get<std::vector<int64_t>>("hidden", {});
   for (auto h : hidden) node.check(h > 0, "hidden", "every hidden width must be > 0");
   std::vector<int64_t> widths{data.input_dim()};
@@ -78,8 +78,8 @@ std::shared_ptr<models::Model> build_mlp(ConfigNode& node, const models::DataSou
   return std::make_shared<models::MLP>(o);
 }
 
-std::shared_ptr<models::DataSource> build_fashion_mnist(ConfigNode& node, uint64_t seed) {
-  models::FashionMNISTOptions o;
+std::shared_ptr<data::DataSource> build_fashion_mnist(ConfigNode& node, uint64_t seed) {
+  data::FashionMNISTOptions o;
   o.dir(node.get<std::string>("dir", o.dir()));
   o.batch(node.get<int64_t>("batch", o.batch()));
   node.check(o.batch() > 0 && o.batch() <= 60000, "batch", "must be in [1, 60000]");
@@ -96,14 +96,14 @@ std::shared_ptr<models::DataSource> build_fashion_mnist(ConfigNode& node, uint64
              "must be in [0, 10000] (0 = the whole evaluation split)");
   o.seed(node.get<uint64_t>("seed", seed));
   try {
-    return std::make_shared<models::FashionMNIST>(o);
+    return std::make_shared<data::FashionMNIST>(o);
   } catch (const c10::Error& e) {
     node.fail("dir", e.what_without_backtrace());
   }
 }
 
 // Image data: input_dim() is C*H*W of square images with `in_channels` channels.
-std::shared_ptr<models::Model> build_cnn(ConfigNode& node, const models::DataSource& data) {
+std::shared_ptr<models::Model> build_cnn(ConfigNode& node, const data::DataSource& data) {
   models::CNNOptions o;
   o.in_channels(node.get<int64_t>("in_channels", o.in_channels()));
   node.check(o.in_channels() > 0, "in_channels", "must be > 0");
@@ -148,15 +148,15 @@ std::pair<torch::Tensor, torch::Tensor> load_token_dir(ConfigNode& node, const s
              dir + " holds a vocab " + std::to_string(meta_vocab) + " tokenization, but " +
                  "tokenizer.vocab is " + std::to_string(vocab) + "; run `" + command + "`");
   try {
-    return {models::load_token_file((fs::path(dir) / "train.bin").string(), vocab),
-            models::load_token_file((fs::path(dir) / "val.bin").string(), vocab)};
+    return {data::load_token_file((fs::path(dir) / "train.bin").string(), vocab),
+            data::load_token_file((fs::path(dir) / "val.bin").string(), vocab)};
   } catch (const c10::Error& e) {
     node.fail("token_dir", e.what_without_backtrace());
   }
 }
 
-std::shared_ptr<models::DataSource> build_text(ConfigNode& node, uint64_t seed) {
-  models::TextDataOptions o;
+std::shared_ptr<data::DataSource> build_text(ConfigNode& node, uint64_t seed) {
+  data::TextDataOptions o;
   const auto corpus = node.get<std::string>("corpus", "kjv");
   node.check(corpus == "kjv", "corpus", "unknown corpus '" + corpus + "' (known: kjv)");
   auto tokenizer = node.child("tokenizer");
@@ -178,12 +178,12 @@ std::shared_ptr<models::DataSource> build_text(ConfigNode& node, uint64_t seed) 
     tokenizer.check(o.vocab() == 256, "vocab", "the byte tokenizer has vocab 256");
     std::string text;
     try {
-      text = models::read_corpus(corpus);
+      text = data::read_corpus(corpus);
     } catch (const std::runtime_error& e) {
       node.fail("corpus", e.what());
     }
-    auto tokens = models::byte_tokens(text);
-    const auto split = static_cast<int64_t>(models::kTrainFraction * tokens.numel());
+    auto tokens = data::byte_tokens(text);
+    const auto split = static_cast<int64_t>(data::kTrainFraction * tokens.numel());
     train = tokens.slice(0, 0, split);
     val = tokens.slice(0, split);
   } else if (kind == "sentencepiece") {
@@ -197,14 +197,14 @@ std::shared_ptr<models::DataSource> build_text(ConfigNode& node, uint64_t seed) 
     tokenizer.fail("type", "unknown tokenizer '" + kind + "' (known: byte, sentencepiece)");
   }
   try {
-    return std::make_shared<models::TextData>(train, val, o);
+    return std::make_shared<data::TextData>(train, val, o);
   } catch (const c10::Error& e) {
     node.fail("context", e.what_without_backtrace());
   }
 }
 
 // Sequence data: input_dim() is the context length, num_classes() the vocabulary.
-std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const models::DataSource& data) {
+std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const data::DataSource& data) {
   models::GPTOptions o;
   o.vocab(node.get<int64_t>("vocab", data.num_classes()));
   node.check(o.vocab() >= data.num_classes(), "vocab",
@@ -234,7 +234,7 @@ std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const models::DataSou
 
 }  // namespace
 
-std::shared_ptr<models::DataSource> build_data(ConfigNode node, uint64_t seed) {
+std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed) {
   const auto type = node.get<std::string>("type", "gaussian");
   if (type == "gaussian") return build_gaussian(node, seed);
   if (type == "text") return build_text(node, seed);
@@ -242,7 +242,7 @@ std::shared_ptr<models::DataSource> build_data(ConfigNode node, uint64_t seed) {
   node.fail("type", "unknown data type '" + type + "' (known: gaussian, text, fashion_mnist)");
 }
 
-std::shared_ptr<models::Model> build_model(ConfigNode node, const models::DataSource& data) {
+std::shared_ptr<models::Model> build_model(ConfigNode node, const data::DataSource& data) {
   const auto type = node.get<std::string>("type", "mlp");
   if (type == "mlp" || type == "linear") {
     if (type == "linear") {

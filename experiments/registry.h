@@ -2,14 +2,14 @@
 // Builds models and data sources from config sections; defaults come from the option
 // structs in models/.
 #include <blockopt/experiments/config.h>
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 #include <blockopt/models/model.h>
 
 #include <memory>
 
 namespace blockopt::experiments {
 
-std::shared_ptr<models::DataSource> build_data(ConfigNode node, uint64_t seed);
-std::shared_ptr<models::Model> build_model(ConfigNode node, const models::DataSource& data);
+std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed);
+std::shared_ptr<models::Model> build_model(ConfigNode node, const data::DataSource& data);
 
 }  // namespace blockopt::experiments

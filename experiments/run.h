@@ -20,7 +20,7 @@ struct Experiment {
   int threads = 0;
   std::string resolved_yaml;
   std::shared_ptr<models::Model> model;
-  std::shared_ptr<models::DataSource> data;
+  std::shared_ptr<data::DataSource> data;
   std::shared_ptr<torch::optim::Optimizer> optimizer;
   std::string optimizer_layout;  // make_optimizer's parameter layout (blocks / routing)
   LrSchedule schedule;

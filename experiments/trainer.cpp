@@ -44,7 +44,7 @@ const char* status_name(TrainResult::Status status) {
   return "unknown";
 }
 
-Trainer::Trainer(std::shared_ptr<models::Model> model, std::shared_ptr<models::DataSource> data,
+Trainer::Trainer(std::shared_ptr<models::Model> model, std::shared_ptr<data::DataSource> data,
                  std::shared_ptr<torch::optim::Optimizer> optimizer, LrSchedule schedule,
                  TrainerOptions options)
     : model_(std::move(model)),

@@ -2,7 +2,7 @@
 // The step loop: gradient accumulation, clipping, lr schedule, evaluation, callbacks,
 // checkpoint/resume that continues bit-identically, and a clean stop on NaN/Inf.
 #include <blockopt/experiments/schedule.h>
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 #include <blockopt/models/loss.h>
 #include <blockopt/models/model.h>
 
@@ -76,7 +76,7 @@ class Callback {
 
 class Trainer {
  public:
-  Trainer(std::shared_ptr<models::Model> model, std::shared_ptr<models::DataSource> data,
+  Trainer(std::shared_ptr<models::Model> model, std::shared_ptr<data::DataSource> data,
           std::shared_ptr<torch::optim::Optimizer> optimizer, LrSchedule schedule,
           TrainerOptions options);
 
@@ -97,7 +97,7 @@ class Trainer {
   int64_t step() const { return step_; }
   const TrainerOptions& options() const { return options_; }
   models::Model& model() { return *model_; }
-  models::DataSource& data() { return *data_; }
+  data::DataSource& data() { return *data_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   models::Loss loss_kind() const { return options_.loss; }
 
@@ -111,7 +111,7 @@ class Trainer {
   void restore(const std::filesystem::path& path);
 
   std::shared_ptr<models::Model> model_;
-  std::shared_ptr<models::DataSource> data_;
+  std::shared_ptr<data::DataSource> data_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   LrSchedule schedule_;
   TrainerOptions options_;

@@ -54,7 +54,7 @@ VerifyResult verify_hessian_case(const OracleCase& oracle, torch::Dtype dtype) {
   hessian::HessianOperator op(
       [&] { return models::compute_loss(mlp->forward(x), y, loss_kind); }, params);
 
-  const auto rows = hessian::Partition::per_row(infos);
+  const auto rows = hessian::make_partition("per_row", infos);
   std::vector<std::pair<std::string, double>> errors = {
       {"loss", relative_error(op.loss(), oracle.tensor("loss").reshape({}))},
       {"grad", relative_error(op.gradient(), oracle.tensor("grad"))}};

@@ -1,5 +1,7 @@
 #pragma once
-// Blocks of the parameter vector (plain data shared with Adam-mini) and block norms of H.
+// Block norms of H over a partition of the parameter vector (optim/partition.h).
+#include <blockopt/optim/partition.h>
+
 #include <torch/torch.h>
 
 #include <string>
@@ -8,41 +10,12 @@
 
 namespace blockopt::hessian {
 
-struct ParamInfo {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t numel() const;
-};
-std::vector<ParamInfo> param_infos(const std::vector<std::pair<std::string, torch::Tensor>>& named);
-
-struct Block {
-  int64_t begin = 0;  // index range [begin, end) into the flattened parameter vector
-  int64_t end = 0;
-  int64_t tensor = 0;  // parameter tensor the block lies in (for by-layer summaries)
-  std::string name;
-};
-
-struct Partition {
-  std::vector<Block> blocks;
-  int64_t total = 0;  // P, the flattened parameter count
-
-  int64_t size() const { return static_cast<int64_t>(blocks.size()); }
-  // Coordinate -> block index, -1 where no block covers it: (P) int64. Throws on overlap.
-  torch::Tensor block_index() const;
-
-  static Partition per_tensor(const std::vector<ParamInfo>& params);
-  // One block per output neuron (row of a matrix; a vector is one block).
-  static Partition per_row(const std::vector<ParamInfo>& params);
-  // Query/key tensors (name contains q_proj, k_proj, wq or wk) split into head_dim rows per
-  // block; every other tensor is one block.
-  static Partition per_head(const std::vector<ParamInfo>& params, int64_t head_dim);
-  // From (numel, block size) per tensor, in order: the form Adam-mini uses.
-  static Partition from_sizes(const std::vector<std::pair<int64_t, int64_t>>& numel_and_block);
-  static Partition custom(std::vector<Block> blocks, int64_t total);
-};
-
-Partition make_partition(const std::string& kind, const std::vector<ParamInfo>& params,
-                         int64_t head_dim = 0);
+// The probe's blocks are Adam-mini's (optim/partition.h): one vocabulary for both.
+using optim::Block;
+using optim::make_partition;
+using optim::ParamInfo;
+using optim::param_infos;
+using optim::Partition;
 
 // (B, B) matrix of ||H_ij||_F from a full (P, P) H.
 torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partition);

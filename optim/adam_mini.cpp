@@ -73,16 +73,16 @@ AdamMini::AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults
                                   with_partition_name(defaults, custom_rule != nullptr))),
       named_params_(named_params),
       custom_rule_(std::move(custom_rule)),
-      partition_(make_partition(named_params, custom_rule_ ? custom_rule_
+      partition_(make_partition(param_infos(named_params), custom_rule_ ? custom_rule_
                                                            : partition_rule(defaults.partition(),
                                                                             defaults.head_dim()))) {}
 
 std::string AdamMini::partition_summary() const {
-  return optim::partition_summary(partition_, named_params_);
+  return optim::partition_summary(partition_, param_infos(named_params_));
 }
 
 std::vector<std::string> AdamMini::partition_warnings() const {
-  return optim::partition_warnings(partition_, named_params_);
+  return optim::partition_warnings(partition_, param_infos(named_params_));
 }
 
 void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
@@ -123,11 +123,11 @@ void AdamMini::check_state(const AdamMiniParamState& state, const torch::Tensor&
                            const AdamMiniOptions& options, const ParamSlot& slot,
                            const Partition& partition) const {
   const std::string name = "Adam-mini";
-  if (slot.group != 0 || slot.index >= partition.size()) {
+  if (slot.group != 0 || slot.index >= partition.layouts.size()) {
     throw std::invalid_argument(name + ": the partition covers the constructor's parameters only "
                                 "(add_param_group is not supported); " + slot.name() + " has none");
   }
-  const auto& layout = partition[slot.index];
+  const auto& layout = partition.layouts[slot.index];
   const auto dtype = state_dtype(param, options.float32_state());
   check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, name, slot);
   check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel() / layout.block_size, dtype,
@@ -139,7 +139,7 @@ void AdamMini::check_state(const AdamMiniParamState& state, const torch::Tensor&
 torch::Tensor AdamMini::step(LossClosure closure) {
   const torch::Tensor loss = evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  require(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.size(),
+  require(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.layouts.size(),
           "Adam-mini",
           "the partition covers the constructor's parameters only (add_param_group is not "
           "supported)");
@@ -151,7 +151,7 @@ torch::Tensor AdamMini::step(LossClosure closure) {
       },
       [this](torch::Tensor& param, const torch::Tensor& grad, AdamMiniParamState& state,
              const AdamMiniOptions& options, const ParamSlot& slot) {
-        const auto& layout = partition_[slot.index];
+        const auto& layout = partition_.layouts[slot.index];
         if (!fused_ || !fused_adam_supported(param, grad)) {
           adam_mini_update_reference(param, grad, state, options, layout);
           return;
@@ -182,7 +182,7 @@ void AdamMini::load(torch::serialize::InputArchive& archive) {
     require(!custom || custom_rule_ != nullptr, "Adam-mini",
             "the checkpoint uses a custom partition; construct the optimizer with that rule");
     auto partition = make_partition(
-        named_params_, custom ? custom_rule_ : partition_rule(options.partition(), options.head_dim()));
+        param_infos(named_params_), custom ? custom_rule_ : partition_rule(options.partition(), options.head_dim()));
     check_every_state<AdamMiniParamState, AdamMiniOptions>(
         *this, [&](const AdamMiniParamState& state, const torch::Tensor& param,
                    const AdamMiniOptions& group_options, const ParamSlot& slot) {

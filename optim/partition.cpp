@@ -1,104 +1,176 @@
 #include <blockopt/optim/partition.h>
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
 namespace blockopt::optim {
 
+int64_t ParamInfo::numel() const {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+std::vector<ParamInfo> param_infos(const NamedParameters& named_params) {
+  std::vector<ParamInfo> infos;
+  for (const auto& item : named_params) infos.push_back({item.key(), item.value().sizes().vec()});
+  return infos;
+}
+
+std::vector<ParamInfo> param_infos(
+    const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::vector<ParamInfo> infos;
+  for (const auto& [name, tensor] : named) infos.push_back({name, tensor.sizes().vec()});
+  return infos;
+}
+
+Partition Partition::from_layouts(const std::vector<ParamInfo>& params,
+                                  std::vector<BlockLayout> layouts) {
+  TORCH_CHECK(params.size() == layouts.size(), "partition: ", layouts.size(), " layouts for ",
+              params.size(), " tensors");
+  Partition part;
+  for (size_t t = 0; t < params.size(); ++t) {
+    const int64_t numel = params[t].numel();
+    const int64_t size = layouts[t].block_size;
+    if (numel > 0 && (size <= 0 || numel % size != 0)) {
+      throw std::invalid_argument("partition: block size " + std::to_string(size) +
+                                  " does not divide the " + std::to_string(numel) +
+                                  " elements of " + params[t].name);
+    }
+    for (int64_t b = 0; b < numel; b += size) {
+      part.blocks.push_back({part.total + b, part.total + b + size, static_cast<int64_t>(t),
+                             size == numel ? params[t].name
+                                           : params[t].name + "[" + std::to_string(b / size) + "]"});
+    }
+    part.total += numel;
+  }
+  part.layouts = std::move(layouts);
+  return part;
+}
+
+Partition Partition::custom(std::vector<Block> blocks, int64_t total) {
+  Partition part;
+  part.blocks = std::move(blocks);
+  part.total = total;
+  part.block_index();  // validates the ranges
+  return part;
+}
+
+torch::Tensor Partition::block_index() const {
+  auto index = torch::full({total}, -1, torch::kLong);
+  auto acc = index.accessor<int64_t, 1>();
+  for (int64_t b = 0; b < size(); ++b) {
+    const auto& blk = blocks[b];
+    TORCH_CHECK(0 <= blk.begin && blk.begin < blk.end && blk.end <= total,
+                "partition: block ", b, " range [", blk.begin, ", ", blk.end, ") outside [0, ",
+                total, ")");
+    for (int64_t i = blk.begin; i < blk.end; ++i) {
+      TORCH_CHECK(acc[i] < 0, "partition: blocks ", acc[i], " and ", b, " overlap at ", i);
+      acc[i] = b;
+    }
+  }
+  return index;
+}
+
 namespace {
 
-// One block per row: (rows, cols) -> rows blocks of cols.
-int64_t row_block(const torch::Tensor& p) { return p.numel() / p.size(0); }
+// One block per row: (rows, ...) -> rows blocks of numel / rows.
+int64_t row_block(const ParamInfo& p) { return p.numel() / p.shape[0]; }
 
 // One block per attention head: head_dim consecutive rows.
-int64_t head_block(const std::string& name, const torch::Tensor& p, int64_t head_dim) {
-  if (head_dim <= 0 || p.size(0) % head_dim != 0) {
-    throw std::invalid_argument("Adam-mini: head_dim " + std::to_string(head_dim) +
-                                " does not divide the " + std::to_string(p.size(0)) +
-                                " rows of " + name);
+int64_t head_block(const ParamInfo& p, int64_t head_dim) {
+  if (head_dim <= 0 || p.shape[0] % head_dim != 0) {
+    throw std::invalid_argument("partition: head_dim " + std::to_string(head_dim) +
+                                " does not divide the " + std::to_string(p.shape[0]) +
+                                " rows of " + p.name);
   }
   return head_dim * row_block(p);
 }
 
-const std::vector<std::string> kGptQK = {"q_proj", "k_proj", "wq",  "wk",    "to_q",
-                                         "to_k",   "c_q",    "c_k", "query", "key"};
-const std::vector<std::string> kV111Bias = {"bias"};
-const std::vector<std::string> kV111QK = {"k_proj", "q_proj", "wq", "wk", "query", "key"};
-const std::vector<std::string> kV111Row = {
-    "embed", "embd",  "wte", "lm_head", "output",    "final_layer", "v_proj", "wv",
-    "value", "o_proj", "wo", "attn.proj", "feed_forward", "linear",  "mlp"};
-const std::vector<std::string> kV111NoDecay = {"norm", "ln", "bias"};
+bool is_matrix(const ParamInfo& p) { return p.shape.size() >= 2; }
 
 }  // namespace
 
 PartitionRule partition_rule(const std::string& kind, int64_t head_dim) {
+  if (kind == "per_tensor") {
+    return [](const ParamInfo& p) { return BlockLayout{p.name, p.numel(), true}; };
+  }
+  if (kind == "per_row") {
+    return [](const ParamInfo& p) {
+      return BlockLayout{p.name, is_matrix(p) ? row_block(p) : p.numel(), true};
+    };
+  }
+  if (kind == "per_head") {
+    return [head_dim](const ParamInfo& p) {
+      const bool split = is_matrix(p) && is_query_or_key(p.name);
+      return BlockLayout{p.name, split ? head_block(p, head_dim) : p.numel(), true};
+    };
+  }
   if (kind == "gpt") {
-    return [head_dim](const std::string& name, const torch::Tensor& p) {
-      if (p.dim() < 2) return BlockLayout{name, p.numel(), false};
-      if (name_contains_any(name, kGptQK)) return BlockLayout{name, head_block(name, p, head_dim), true};
-      return BlockLayout{name, row_block(p), true};
+    return [head_dim](const ParamInfo& p) {
+      if (!is_matrix(p)) return BlockLayout{p.name, p.numel(), false};
+      if (is_query_or_key(p.name)) return BlockLayout{p.name, head_block(p, head_dim), true};
+      return BlockLayout{p.name, row_block(p), true};
     };
   }
   if (kind == "v111") {
-    return [head_dim](const std::string& name, const torch::Tensor& p) {
-      const bool decay = !name_contains_any(name, kV111NoDecay);
-      if (name_contains_any(name, kV111Bias)) return BlockLayout{name, 1, decay};
-      if (name_contains_any(name, kV111QK) && p.dim() >= 1) {
-        return BlockLayout{name, head_block(name, p, head_dim), decay};
+    return [head_dim](const ParamInfo& p) {
+      const bool decay = !name_contains_any(p.name, keywords::v111_no_decay);
+      if (name_contains_any(p.name, keywords::v111_per_element)) return BlockLayout{p.name, 1, decay};
+      if (name_contains_any(p.name, keywords::v111_query_key) && !p.shape.empty()) {
+        return BlockLayout{p.name, head_block(p, head_dim), decay};
       }
-      if (name_contains_any(name, kV111Row) && p.dim() >= 1) return BlockLayout{name, row_block(p), decay};
-      return BlockLayout{name, p.numel(), decay};
+      if (name_contains_any(p.name, keywords::v111_per_row) && !p.shape.empty()) {
+        return BlockLayout{p.name, row_block(p), decay};
+      }
+      return BlockLayout{p.name, p.numel(), decay};
     };
   }
   if (kind == "elementwise") {
-    return [](const std::string& name, const torch::Tensor&) { return BlockLayout{name, 1, true}; };
+    return [](const ParamInfo& p) { return BlockLayout{p.name, 1, true}; };
   }
-  throw std::invalid_argument("Adam-mini: unknown partition '" + kind +
-                              "' (known: gpt, v111, elementwise, or a custom function)");
+  throw std::invalid_argument("unknown partition '" + kind +
+                              "' (known: per_tensor, per_row, per_head, gpt, v111, elementwise)");
 }
 
-Partition make_partition(const NamedParameters& named_params, const PartitionRule& rule) {
-  Partition partition;
-  for (const auto& item : named_params) {
-    const auto numel = item.value().numel();
-    if (numel == 0) {  // an empty tensor has no blocks (and rules divide by its extents)
-      partition.push_back(BlockLayout{item.key(), 1, true});
-      continue;
-    }
-    auto layout = rule(item.key(), item.value());
-    if (layout.block_size <= 0 || numel % layout.block_size != 0) {
-      throw std::invalid_argument("Adam-mini: block size " + std::to_string(layout.block_size) +
-                                  " does not divide the " + std::to_string(numel) +
-                                  " elements of " + item.key());
-    }
-    partition.push_back(std::move(layout));
+Partition make_partition(const std::vector<ParamInfo>& params, const PartitionRule& rule) {
+  std::vector<BlockLayout> layouts;
+  for (const auto& p : params) {
+    // An empty tensor has no blocks (and rules divide by its extents).
+    layouts.push_back(p.numel() == 0 ? BlockLayout{p.name, 1, true} : rule(p));
   }
-  return partition;
+  return Partition::from_layouts(params, std::move(layouts));
 }
 
-std::string partition_summary(const Partition& partition, const NamedParameters& named_params) {
+Partition make_partition(const std::string& kind, const std::vector<ParamInfo>& params,
+                         int64_t head_dim) {
+  return make_partition(params, partition_rule(kind, head_dim));
+}
+
+std::string partition_summary(const Partition& partition, const std::vector<ParamInfo>& params) {
   std::ostringstream out;
   int64_t total_blocks = 0;
-  for (size_t i = 0; i < partition.size(); ++i) {
-    const auto& p = named_params[i].value();
-    const auto blocks = p.numel() / partition[i].block_size;
+  for (size_t i = 0; i < partition.layouts.size(); ++i) {
+    const auto& layout = partition.layouts[i];
+    const auto blocks = params[i].numel() / layout.block_size;
     total_blocks += blocks;
-    out << partition[i].name << ' ' << p.sizes() << " blocks=" << blocks
-        << " block_size=" << partition[i].block_size
-        << " decay=" << (partition[i].weight_decay ? "yes" : "no") << '\n';
+    out << layout.name << ' ' << c10::IntArrayRef(params[i].shape) << " blocks=" << blocks
+        << " block_size=" << layout.block_size
+        << " decay=" << (layout.weight_decay ? "yes" : "no") << '\n';
   }
   out << "total blocks " << total_blocks << '\n';
   return out.str();
 }
 
 std::vector<std::string> partition_warnings(const Partition& partition,
-                                            const NamedParameters& named_params) {
+                                            const std::vector<ParamInfo>& params) {
   std::vector<std::string> warnings;
-  for (size_t i = 0; i < partition.size(); ++i) {
-    const auto& p = named_params[i].value();
-    if (p.dim() >= 2 && p.size(0) > 1 && partition[i].block_size == p.numel()) {
-      warnings.push_back("Adam-mini partition: matrix " + partition[i].name + " " +
-                         c10::str(p.sizes()) +
+  for (size_t i = 0; i < partition.layouts.size(); ++i) {
+    const auto& p = params[i];
+    if (is_matrix(p) && p.shape[0] > 1 && partition.layouts[i].block_size == p.numel()) {
+      warnings.push_back("Adam-mini partition: matrix " + p.name + " " +
+                         c10::str(c10::IntArrayRef(p.shape)) +
                          " got a single whole-tensor block (one learning rate for all of it); "
                          "check that its name matches the partition rule");
     }

@@ -1,25 +1,10 @@
 #include <blockopt/optim/routing.h>
 
-#include <algorithm>
-#include <cctype>
 #include <functional>
 #include <numeric>
 #include <sstream>
 
 namespace blockopt::optim {
-
-std::string to_lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text;
-}
-
-bool name_contains_any(const std::string& name, const std::vector<std::string>& keywords) {
-  const auto lower = to_lower(name);
-  return std::any_of(keywords.begin(), keywords.end(), [&](const std::string& k) {
-    return lower.find(k) != std::string::npos;
-  });
-}
 
 bool RoutingRule::is_matrix(const std::string& name, const torch::Tensor& param) const {
   return param.dim() >= 2 && !name_contains_any(name, fallback_keywords);

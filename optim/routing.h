@@ -1,7 +1,10 @@
 #pragma once
 // Name-based routing for the matrix optimizers (Muon, NorMuon, ASGO): a tensor with dim >= 2
-// whose lower-cased name contains none of the fallback keywords is a matrix parameter;
+// whose name contains none of the fallback keywords (keywords.h) is a matrix parameter;
 // everything else (embeddings, output head, gains, biases) goes to the AdamW fallback.
+#include <blockopt/optim/keywords.h>
+#include <blockopt/optim/partition.h>
+
 #include <torch/torch.h>
 
 #include <string>
@@ -9,14 +12,8 @@
 
 namespace blockopt::optim {
 
-using NamedParameters = torch::OrderedDict<std::string, torch::Tensor>;
-
-std::string to_lower(std::string text);
-// True when the lower-cased `name` contains one of `keywords` (keywords are lower case).
-bool name_contains_any(const std::string& name, const std::vector<std::string>& keywords);
-
 struct RoutingRule {
-  std::vector<std::string> fallback_keywords = {"embed", "emb", "wte", "wpe", "lm_head"};
+  std::vector<std::string> fallback_keywords = keywords::embedding_or_head;
   bool is_matrix(const std::string& name, const torch::Tensor& param) const;
 };
 

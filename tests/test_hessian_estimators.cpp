@@ -41,7 +41,7 @@ class HessianEstimators : public ::testing::Test {
 }  // namespace
 
 TEST_F(HessianEstimators, HutchinsonBlockNormsWithinStandardErrors) {
-  auto part = bh::Partition::per_row(infos_);
+  auto part = bh::make_partition("per_row", infos_);
   auto exact = bh::block_norms(h_, part).square();
   auto est = bh::hutchinson_block_norms(bh::as_matvec(*op_), part, 400, gen_, options());
   // 81 entries, each within 4.5 standard errors (two-sided p ~ 7e-6 per entry).
@@ -118,7 +118,7 @@ TEST_F(HessianEstimators, SlqMomentsAndBlockDensities) {
     EXPECT_NEAR(got, exact, 5.0 * sd) << "moment " << k;
   }
   // Principal block of the output layer: SLQ density close to the exact one.
-  auto part = bh::Partition::per_tensor(infos_);
+  auto part = bh::make_partition("per_tensor", infos_);
   const auto& blk = part.blocks[1];
   auto block_op = bh::restrict_to(bh::as_matvec(*op_), blk, dim(), options());
   auto block_slq = bh::slq_density(block_op, blk.end - blk.begin, 20, 50, gen_, options());
@@ -128,7 +128,7 @@ TEST_F(HessianEstimators, SlqMomentsAndBlockDensities) {
 }
 
 TEST_F(HessianEstimators, JensenShannonDistanceProperties) {
-  auto part = bh::Partition::per_tensor(infos_);
+  auto part = bh::make_partition("per_tensor", infos_);
   auto a = bh::exact_density(bh::principal_block(h_, part.blocks[0]));
   auto b = bh::exact_density(bh::principal_block(h_, part.blocks[1]));
   const double sigma = 0.01;

@@ -34,7 +34,7 @@ Setting gaussian_setting(std::vector<int64_t> widths, int64_t n, uint64_t seed) 
 // Mean of r_ij^2 over i != j with both blocks rows of tensor `t` (per-row partition).
 double mean_sq_ratio(const Setting& s, bm::Loss loss, int64_t t) {
   auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y, loss);
-  auto part = bh::Partition::per_row(s.infos);
+  auto part = bh::make_partition("per_row", s.infos);
   return bh::off_diagonal_ratios(bh::block_norms(h, part), part).squared_by_tensor_pair[t][t].item<double>();
 }
 
@@ -53,20 +53,20 @@ TEST(HessianPartition, BuiltInPartitionsCoverTheParameters) {
   std::vector<bh::ParamInfo> infos = {{"attn.q_proj.weight", {8, 3}},
                                       {"attn.k_proj.weight", {8, 3}},
                                       {"mlp.bias", {5}}};
-  auto tensors = bh::Partition::per_tensor(infos);
+  auto tensors = bh::make_partition("per_tensor", infos);
   ASSERT_EQ(tensors.size(), 3);
   EXPECT_EQ(tensors.blocks[1].begin, 24);
   EXPECT_EQ(tensors.total, 53);
-  auto rows = bh::Partition::per_row(infos);
+  auto rows = bh::make_partition("per_row", infos);
   EXPECT_EQ(rows.size(), 8 + 8 + 1);
   EXPECT_EQ(rows.blocks[9].begin, 27);
   EXPECT_EQ(rows.blocks[9].end, 30);
-  auto heads = bh::Partition::per_head(infos, 4);  // 2 heads each for q and k, bias whole
+  auto heads = bh::make_partition("per_head", infos, 4);  // 2 heads each for q and k, bias whole
   ASSERT_EQ(heads.size(), 5);
   EXPECT_EQ(heads.blocks[1].begin, 12);
   EXPECT_EQ(heads.blocks[4].tensor, 2);
-  // Adam-mini form (numel, block size) reproduces per_row for matrices.
-  auto shared = bh::Partition::from_sizes({{24, 3}, {24, 3}, {5, 5}});
+  // Per-tensor layouts (name, block size) reproduce per_row for matrices.
+  auto shared = bh::Partition::from_layouts(infos, {{"q", 3}, {"k", 3}, {"bias", 5}});
   ASSERT_EQ(shared.size(), rows.size());
   for (int64_t b = 0; b < rows.size(); ++b) {
     EXPECT_EQ(shared.blocks[b].begin, rows.blocks[b].begin);
@@ -135,7 +135,7 @@ TEST(HessianTheory, LinearCrossEntropyRatioIsOneOverCMinusOne) {
       s.weights[0] = lecun * scale;
       auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
                                            bm::Loss::CrossEntropy);
-      auto part = bh::Partition::per_row(s.infos);
+      auto part = bh::make_partition("per_row", s.infos);
       const double excess =
           bh::off_diagonal_ratios(bh::block_norms(h, part), part).mean * (classes - 1) - 1.0;
       if (scale == 0.0) {
@@ -178,7 +178,7 @@ TEST(HessianTheory, TheoremOneTrendInGamma) {
 TEST(HessianTheory, OneHiddenLayerMseOutputBlocksAreExactlyZero) {
   auto s = gaussian_setting({10, 6, 8}, 300, 2);
   auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y, bm::Loss::MSE);
-  auto part = bh::Partition::per_row(s.infos);
+  auto part = bh::make_partition("per_row", s.infos);
   auto norms = bh::block_norms(h, part);
   for (int64_t i = 0; i < part.size(); ++i) {
     for (int64_t j = 0; j < part.size(); ++j) {

@@ -1,11 +1,11 @@
 #include <blockopt/experiments/config.h>
 #include <blockopt/experiments/registry.h>
 #include <blockopt/models/cnn.h>
-#include <blockopt/models/corpus.h>
-#include <blockopt/models/fashion_mnist.h>
+#include <blockopt/data/corpus.h>
+#include <blockopt/data/fashion_mnist.h>
 #include <blockopt/models/loss.h>
 #include <blockopt/models/mlp.h>
-#include <blockopt/models/text.h>
+#include <blockopt/data/text.h>
 
 #include "common.h"
 
@@ -18,7 +18,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace blockopt::models {
+namespace blockopt::data {
 namespace {
 
 namespace fs = std::filesystem;
@@ -26,6 +26,10 @@ namespace ex = blockopt::experiments;
 
 using test::error_of;
 using test::fresh_dir;
+using models::CNN;
+using models::CNNOptions;
+using models::compute_loss;
+using models::Loss;
 
 ex::ConfigNode config(const std::string& yaml) {
   return ex::ConfigNode::root(YAML::Load(yaml), "test.yaml");
@@ -240,4 +244,4 @@ TEST(ModelsCNN, StructureFlopsAndDoubleBackward) {
 }
 
 }  // namespace
-}  // namespace blockopt::models
+}  // namespace blockopt::data

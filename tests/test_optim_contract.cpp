@@ -256,24 +256,23 @@ TEST(OptimFused, FusedLoopsMatchReference) {
 }
 
 TEST(OptimPartition, SummaryAndWholeTensorWarning) {
-  auto named = make_params();
-  auto gpt = bo::make_partition(named, bo::partition_rule("gpt", 4));
-  EXPECT_EQ(gpt[0].block_size, 8);   // wte: one block per row
-  EXPECT_EQ(gpt[1].block_size, 32);  // wq: one block per head (4 rows x 8)
-  EXPECT_FALSE(gpt[3].weight_decay); // bias
-  EXPECT_TRUE(bo::partition_warnings(gpt, named).empty());
-  EXPECT_NE(bo::partition_summary(gpt, named).find("total blocks"), std::string::npos);
+  const auto infos = bo::param_infos(make_params());
+  auto gpt = bo::make_partition(infos, bo::partition_rule("gpt", 4));
+  EXPECT_EQ(gpt.layouts[0].block_size, 8);   // wte: one block per row
+  EXPECT_EQ(gpt.layouts[1].block_size, 32);  // wq: one block per head (4 rows x 8)
+  EXPECT_FALSE(gpt.layouts[3].weight_decay); // bias
+  EXPECT_TRUE(bo::partition_warnings(gpt, infos).empty());
+  EXPECT_NE(bo::partition_summary(gpt, infos).find("total blocks"), std::string::npos);
   // nanoGPT's fused c_attn matches no v111 keyword: a whole-tensor block, warned about.
-  bo::NamedParameters nano;
-  nano.insert("h.0.attn.c_attn.weight", torch::zeros({24, 8}));
+  const std::vector<bo::ParamInfo> nano = {{"h.0.attn.c_attn.weight", {24, 8}}};
   auto v111 = bo::make_partition(nano, bo::partition_rule("v111", 4));
-  EXPECT_EQ(v111[0].block_size, 24 * 8);
+  EXPECT_EQ(v111.layouts[0].block_size, 24 * 8);
   ASSERT_EQ(bo::partition_warnings(v111, nano).size(), 1u);
-  // Custom rule: any function of (name, tensor).
-  auto custom = bo::make_partition(named, [](const std::string& name, const torch::Tensor& p) {
-    return bo::BlockLayout{name, p.numel(), true};
+  // Custom rule: any function of the tensor's name and shape.
+  auto custom = bo::make_partition(infos, [](const bo::ParamInfo& p) {
+    return bo::BlockLayout{p.name, p.numel(), true};
   });
-  EXPECT_EQ(custom[2].block_size, 128);
+  EXPECT_EQ(custom.layouts[2].block_size, 128);
 }
 
 TEST(OptimRouting, DefaultKeywordsAndSummary) {

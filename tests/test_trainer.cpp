@@ -156,10 +156,10 @@ TEST(TrainerTest, BothCheckpointsDamagedIsAnErrorNamingBoth) {
 
 TEST(TrainerTest, FailedLoadLeavesTheTrainerAsItWas) {
   // A checkpoint without a data part: loading it fails after the model and optimizer are set.
-  struct DataWithoutCheckpoint : blockopt::models::DataSource {
+  struct DataWithoutCheckpoint : blockopt::data::DataSource {
     explicit DataWithoutCheckpoint(std::shared_ptr<DataSource> data) : data(std::move(data)) {}
-    blockopt::models::Batch next_batch() override { return data->next_batch(); }
-    std::vector<blockopt::models::Batch> eval_batches() const override {
+    blockopt::data::Batch next_batch() override { return data->next_batch(); }
+    std::vector<blockopt::data::Batch> eval_batches() const override {
       return data->eval_batches();
     }
     int64_t items_per_batch() const override { return data->items_per_batch(); }

@@ -2,7 +2,7 @@
 // token files for `data: {type: text, tokenizer: {type: sentencepiece, vocab: N}}`:
 //   OUT/tokenizer.model  OUT/train.bin  OUT/val.bin (little-endian uint16)  OUT/meta.json
 // NOTE: a separate process on purpose: libsentencepiece and LibTorch bundle clashing protobufs.
-#include <blockopt/models/corpus.h>
+#include <blockopt/data/corpus.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -60,9 +60,9 @@ int main(int argc, char** argv) {
   if (out_dir.empty()) out_dir = "data/" + corpus + "-sp" + std::to_string(vocab);
 
   try {
-    const auto text = blockopt::models::read_corpus(corpus);
+    const auto text = blockopt::data::read_corpus(corpus);
     // Split at the line break after kTrainFraction of the text (the byte tokenizer's split).
-    auto split = text.find('\n', static_cast<size_t>(blockopt::models::kTrainFraction *
+    auto split = text.find('\n', static_cast<size_t>(blockopt::data::kTrainFraction *
                                                      static_cast<double>(text.size())));
     split = split == std::string::npos ? text.size() : split + 1;
     const auto train_text = text.substr(0, split);

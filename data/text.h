@@ -2,11 +2,11 @@
 // Language-model data: a token stream split into training and validation parts. Training
 // batches are random contiguous windows (seeded, resumable); evaluation uses fixed,
 // non-overlapping windows from the start of the validation part.
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 
 #include <string>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 // Byte-level tokenizer: every byte is a token (vocab 256). (n) int64.
 torch::Tensor byte_tokens(const std::string& text);
@@ -48,4 +48,4 @@ class TextData : public DataSource {
   at::Generator generator_;
 };
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -1,11 +1,11 @@
-#include <blockopt/models/text.h>
+#include <blockopt/data/text.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cstring>
 #include <fstream>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 torch::Tensor byte_tokens(const std::string& text) {
   auto bytes = torch::empty({static_cast<int64_t>(text.size())}, torch::kUInt8);
@@ -85,4 +85,4 @@ void TextData::load(torch::serialize::InputArchive& archive) {
   generator_.set_state(state);
 }
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -1,8 +1,8 @@
-#include <blockopt/models/gaussian.h>
+#include <blockopt/data/gaussian.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 namespace {
 int64_t resolve_batch(const GaussianDataOptions& o) {
@@ -35,4 +35,4 @@ void GaussianData::save(torch::serialize::OutputArchive& archive) const { sample
 
 void GaussianData::load(torch::serialize::InputArchive& archive) { sampler_.load(archive); }
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -1,4 +1,4 @@
-#include <blockopt/models/fashion_mnist.h>
+#include <blockopt/data/fashion_mnist.h>
 
 #include <zlib.h>
 
@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <memory>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 namespace {
 
@@ -119,4 +119,4 @@ void FashionMNIST::save(torch::serialize::OutputArchive& archive) const {
 
 void FashionMNIST::load(torch::serialize::InputArchive& archive) { sampler_.load(archive); }
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 struct Batch {
   torch::Tensor inputs;   // model input, e.g. (B, d) features or (B, T) token ids
@@ -47,4 +47,4 @@ class EpochSampler {
   int64_t cursor_ = 0;
 };
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -1,9 +1,9 @@
 #pragma once
 // The paper's synthetic task: inputs x ~ N(0, I_d), labels uniform over C classes,
 // independent of x (random labels). Evaluation is on the training set itself.
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 struct GaussianDataOptions {
   TORCH_ARG(int64_t, samples) = 1000;  // N
@@ -39,4 +39,4 @@ class GaussianData : public DataSource {
   EpochSampler sampler_;
 };
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -1,11 +1,11 @@
 #pragma once
 // Fashion-MNIST (Debian dataset-fashion-mnist): 60000 training and 10000 test images,
 // 28x28 grey, 10 classes, read from the gzip IDX files with zlib.
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 
 #include <string>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 // An IDX file (gzip): magic 0x0000080<dims> (unsigned byte data), big-endian sizes, bytes.
 // Throws on a missing file (naming the apt command), a bad magic or a size mismatch.
@@ -46,4 +46,4 @@ class FashionMNIST : public DataSource {
   EpochSampler sampler_;
 };
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

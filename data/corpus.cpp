@@ -1,11 +1,11 @@
-#include <blockopt/models/corpus.h>
+#include <blockopt/data/corpus.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 namespace {
 
@@ -51,4 +51,4 @@ std::string read_corpus(const std::string& name) {
   throw std::invalid_argument("unknown corpus '" + name + "' (known: kjv)");
 }
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

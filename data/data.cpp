@@ -1,8 +1,8 @@
-#include <blockopt/models/data.h>
+#include <blockopt/data/data.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 EpochSampler::EpochSampler(int64_t n, int64_t batch, uint64_t seed)
     : n_(n), batch_(batch), generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {
@@ -37,4 +37,4 @@ void EpochSampler::load(torch::serialize::InputArchive& archive) {
   order_ = archive.try_read("sampler/order", order) ? order : torch::Tensor();
 }
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data

@@ -3,7 +3,7 @@
 // (tools/tokenize), which must not link LibTorch, shares it.
 #include <string>
 
-namespace blockopt::models {
+namespace blockopt::data {
 
 // The whole corpus text. "kjv": the King James Bible, one verse per line (references
 // stripped), read through the `bible` program of Debian's bible-kjv / bible-kjv-text.
@@ -13,4 +13,4 @@ std::string read_corpus(const std::string& name);
 // Fraction of a corpus (its start) used for training; the rest is validation.
 constexpr double kTrainFraction = 0.9;
 
-}  // namespace blockopt::models
+}  // namespace blockopt::data
