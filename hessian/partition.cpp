@@ -1,6 +1,7 @@
 #include <blockopt/hessian/partition.h>
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 
 namespace blockopt::hessian {
@@ -39,6 +40,26 @@ Partition split_rows(const std::vector<ParamInfo>& params, RowsFn rows_per_block
     part.total += numel;
   }
   return part;
+}
+
+// Throws unless every block lies in [0, P) and no two overlap: on the host, O(B log B).
+void check_blocks(const Partition& partition) {
+  const auto& blocks = partition.blocks;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    TORCH_CHECK(0 <= blocks[b].begin && blocks[b].begin < blocks[b].end &&
+                    blocks[b].end <= partition.total,
+                "partition: block ", b, " range [", blocks[b].begin, ", ", blocks[b].end,
+                ") outside [0, ", partition.total, ")");
+  }
+  std::vector<size_t> order(blocks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return blocks[a].begin < blocks[b].begin; });
+  for (size_t k = 1; k < order.size(); ++k) {
+    const auto &previous = blocks[order[k - 1]], &next = blocks[order[k]];
+    TORCH_CHECK(previous.end <= next.begin, "partition: blocks ", order[k - 1], " and ",
+                order[k], " overlap at ", next.begin);
+  }
 }
 
 bool is_query_or_key(const std::string& name) {
@@ -81,7 +102,7 @@ Partition Partition::from_sizes(const std::vector<std::pair<int64_t, int64_t>>& 
 
 Partition Partition::custom(std::vector<Block> blocks, int64_t total) {
   Partition part{std::move(blocks), total};
-  part.block_index();  // validates ranges
+  check_blocks(part);
   return part;
 }
 
@@ -94,20 +115,19 @@ Partition make_partition(const std::string& kind, const std::vector<ParamInfo>& 
                               "' (expected per_tensor, per_row or per_head)");
 }
 
-torch::Tensor Partition::block_index() const {
-  auto index = torch::full({total}, -1, torch::kLong);
-  auto acc = index.accessor<int64_t, 1>();
+torch::Tensor Partition::block_index(torch::Device device) const {
+  check_blocks(*this);
+  // +(b+1) at each block's begin and -(b+1) at its end: the prefix sum is b+1 inside block b
+  // and 0 in the gaps (the blocks are disjoint). Integer arithmetic, so exact on any device.
+  std::vector<int64_t> positions, marks;
   for (int64_t b = 0; b < size(); ++b) {
-    const auto& blk = blocks[b];
-    TORCH_CHECK(0 <= blk.begin && blk.begin < blk.end && blk.end <= total,
-                "partition: block ", b, " range [", blk.begin, ", ", blk.end, ") outside [0, ",
-                total, ")");
-    for (int64_t i = blk.begin; i < blk.end; ++i) {
-      TORCH_CHECK(acc[i] < 0, "partition: blocks ", acc[i], " and ", b, " overlap at ", i);
-      acc[i] = b;
-    }
+    positions.insert(positions.end(), {blocks[b].begin, blocks[b].end});
+    marks.insert(marks.end(), {b + 1, -(b + 1)});
   }
-  return index;
+  const auto options = torch::TensorOptions(torch::kLong).device(device);
+  auto delta = torch::zeros({total + 1}, options)
+                   .index_add_(0, torch::tensor(positions, options), torch::tensor(marks, options));
+  return delta.cumsum(0).slice(0, 0, total) - 1;  // (P)
 }
 
 torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partition) {
@@ -115,7 +135,7 @@ torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partiti
                   hessian.size(1) == partition.total,
               "block_norms: H must be (", partition.total, ", ", partition.total, ")");
   const int64_t nb = partition.size();
-  auto index = partition.block_index();
+  auto index = partition.block_index(hessian.device());
   auto covered = index.ge(0);
   auto idx = index.masked_select(covered);                        // (P')
   auto sq = hessian.index({covered}).index({torch::indexing::Slice(), covered}).square();
@@ -137,11 +157,13 @@ torch::Tensor mean_by_tensor_pair(const torch::Tensor& values, const torch::Tens
   const int64_t nb = values.size(0);
   int64_t tensors = 0;
   for (const auto& b : partition.blocks) tensors = std::max(tensors, b.tensor + 1);
-  auto tensor_of = torch::empty({nb}, torch::kLong);
-  for (int64_t b = 0; b < nb; ++b) tensor_of[b] = partition.blocks[b].tensor;
+  std::vector<int64_t> tensor_of_block;
+  for (const auto& b : partition.blocks) tensor_of_block.push_back(b.tensor);
+  const auto tensor_of = torch::tensor(tensor_of_block, values.options().dtype(torch::kLong));
+  const auto options = values.options().dtype(torch::kDouble);
   auto pair_sum = [&](const torch::Tensor& m) {
-    auto rows = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, m);
-    return torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, rows);
+    auto rows = torch::zeros({tensors, nb}, options).index_add_(0, tensor_of, m);
+    return torch::zeros({tensors, tensors}, options).index_add_(1, tensor_of, rows);
   };
   return pair_sum(values.masked_fill(off.logical_not(), 0.0)) /
          pair_sum(off.to(torch::kDouble)).clamp_min(1.0);
@@ -159,7 +181,8 @@ RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& pa
   const auto defined = diagonal > 0;
   s.rows_without_ratio = (~defined).sum().item<int64_t>();
   s.ratio = norms64 / diagonal.unsqueeze(1);  // row i divided by ||H_ii||
-  auto off = torch::eye(nb).to(torch::kBool).logical_not().logical_and(defined.unsqueeze(1));
+  auto off = torch::eye(nb, norms64.options()).to(torch::kBool).logical_not().logical_and(
+      defined.unsqueeze(1));
   s.ratio.masked_fill_(off.logical_not(), 0.0);
   if (off.any().item<bool>()) {
     auto values = s.ratio.masked_select(off);
