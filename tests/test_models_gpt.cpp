@@ -99,8 +99,9 @@ TEST(ModelsGPT, ForwardShapeCausalityAndErrors) {
   EXPECT_GT(model.flops_per_item(), 2 * model.parameter_count() - 2 * 64 * 32);
 }
 
-// The causal mask is a buffer, so Module::to() converts and moves it with the parameters; it
-// is neither a parameter nor in a saved model (parameters only, as before it was a buffer).
+// The causal mask is a buffer, so Module::to() converts it (and moves it: the same code path
+// for a device, which Module::to(meta) cannot show: set_data refuses CPU -> meta); it is
+// neither a parameter nor in a saved model (parameters only, as before it was a buffer).
 TEST(ModelsGPT, CausalMaskIsABufferOutsideParametersAndCheckpoints) {
   torch::manual_seed(0);
   GPT model(tiny());
@@ -135,9 +136,6 @@ TEST(ModelsGPT, CausalMaskIsABufferOutsideParametersAndCheckpoints) {
   for (const auto& buffer : model.buffers()) {
     EXPECT_TRUE(torch::equal(buffer, causal.to(torch::kDouble)));
   }
-  model.to(torch::Device(torch::kMeta));
-  for (const auto& t : model.parameters()) EXPECT_TRUE(t.is_meta());
-  for (const auto& t : model.buffers()) EXPECT_TRUE(t.is_meta());
 }
 
 TEST(ModelsGPT, SupportsDoubleBackward) {
