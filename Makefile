@@ -3,7 +3,7 @@
 BUILD_DIR ?= build
 CONFIG    ?= experiments/configs/demo.yaml
 
-.PHONY: all setup configure build test test-long test-sanitize demo bench install clean
+.PHONY: all setup configure build test test-long test-sanitize test-libtorch2 demo bench install clean
 
 all: build
 
@@ -26,6 +26,11 @@ test-sanitize: setup
 	cmake --build $(SANITIZE_DIR) --target blockopt_tests
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_stack_use_after_return=1:strict_init_order=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 ./blockopt_tests --gtest_filter='Optim*:Hessian*'
+
+# The build and `make test` against LibTorch 2.x, in a cached Debian trixie chroot (root;
+# scripts/libtorch2 says how; BLOCKOPT_TRIXIE_ROOT picks the chroot).
+test-libtorch2: setup
+	./scripts/libtorch2
 
 # Slow experiments (paper-size configs) kept out of `make test`.
 test-long: build

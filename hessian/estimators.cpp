@@ -21,34 +21,37 @@ MatVec restrict_to(const MatVec& op, const Block& block, int64_t total,
   };
 }
 
-torch::Tensor rademacher(int64_t n, at::Generator& generator, torch::TensorOptions options) {
-  return torch::randint(0, 2, {n}, generator, options) * 2 - 1;
-}
-
 namespace {
-torch::Tensor rademacher_matrix(int64_t n, int64_t k, at::Generator& generator,
+// Rademacher entries of any shape (rademacher is the (n) case).
+torch::Tensor rademacher_tensor(torch::IntArrayRef shape, at::Generator& generator,
                                 torch::TensorOptions options) {
-  return torch::randint(0, 2, {n, k}, generator, options) * 2 - 1;  // (n, k)
+  return (torch::randint(0, 2, shape, generator, options.device(generator.device())) * 2 - 1)
+      .to(options.device());
 }
 }  // namespace
+
+torch::Tensor rademacher(int64_t n, at::Generator& generator, torch::TensorOptions options) {
+  return rademacher_tensor({n}, generator, options);
+}
 
 BlockNormEstimate hutchinson_block_norms(const MatVec& op, const Partition& partition,
                                          int64_t samples, at::Generator& generator,
                                          torch::TensorOptions options) {
   TORCH_CHECK(samples >= 2, "hutchinson_block_norms: need at least 2 samples for an error bar");
   const int64_t nb = partition.size();
-  auto index = partition.block_index();
+  auto index = partition.block_index(options.device());
   auto covered = index.ge(0);
   auto idx = index.masked_select(covered);
-  auto sum = torch::zeros({nb, nb}, torch::kDouble);
-  auto sum_sq = torch::zeros({nb, nb}, torch::kDouble);
+  const auto accumulator = options.dtype(torch::kDouble);
+  auto sum = torch::zeros({nb, nb}, accumulator);
+  auto sum_sq = torch::zeros({nb, nb}, accumulator);
   for (int64_t j = 0; j < nb; ++j) {
     const auto& blk = partition.blocks[j];
     for (int64_t s = 0; s < samples; ++s) {
       auto v = torch::zeros({partition.total}, options);
       v.slice(0, blk.begin, blk.end).copy_(rademacher(blk.end - blk.begin, generator, options));
       auto hv_sq = op(v).to(torch::kDouble).square().masked_select(covered);
-      auto column = torch::zeros({nb}, torch::kDouble).index_add_(0, idx, hv_sq);  // ||H_ij v_j||^2
+      auto column = torch::zeros({nb}, accumulator).index_add_(0, idx, hv_sq);  // ||H_ij v_j||^2
       sum.select(1, j).add_(column);
       sum_sq.select(1, j).add_(column.square());
     }
@@ -123,10 +126,10 @@ double trace_hutchpp(const MatVec& op, int64_t dim, int64_t products, at::Genera
     for (int64_t i = 0; i < m.size(1); ++i) cols.push_back(op(m.select(1, i).contiguous()));
     return torch::stack(cols, 1);
   };
-  auto sketch = rademacher_matrix(dim, k, generator, options);
+  auto sketch = rademacher_tensor({dim, k}, generator, options);
   auto q = std::get<0>(torch::linalg_qr(apply(sketch)));  // (P, k) basis of the top range
   const double low_rank = (q * apply(q)).sum().item<double>();  // tr(Q^T H Q)
-  auto g = rademacher_matrix(dim, k, generator, options);
+  auto g = rademacher_tensor({dim, k}, generator, options);
   g = g - q.mm(q.t().mm(g));  // (I - QQ^T) G
   const double rest = (g * apply(g)).sum().item<double>() / static_cast<double>(k);
   return low_rank + rest;

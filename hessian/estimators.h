@@ -18,7 +18,9 @@ MatVec as_matvec(const torch::Tensor& matrix);
 // v_b -> (H v)_b for v supported on `block`: the principal block H_bb as an operator.
 MatVec restrict_to(const MatVec& op, const Block& block, int64_t total, torch::TensorOptions options);
 
-// Rademacher +-1 entries, drawn from `generator` only (never the global stream).
+// Rademacher +-1 entries, drawn from `generator` only (never the global stream). NOTE: drawn
+// on the generator's device, then moved to the options' device, so a CPU generator gives
+// the same probes whatever the operator's device.
 torch::Tensor rademacher(int64_t n, at::Generator& generator, torch::TensorOptions options);
 
 // ||H_ij||_F^2 = E ||H_ij v_j||^2 with Rademacher v_j supported on block j: one product gives

@@ -28,7 +28,7 @@ class HessianOperator {
   // Backpropagates only from the gradient tensors where v is non-zero (autograd prunes the
   // rest), so a v supported on one block costs one block's worth of double backward.
   torch::Tensor hvp(const torch::Tensor& v);  // (P) -> (P)
-  // NOTE: LibTorch 1.13 has no is_grads_batched, so a batch of products is a loop over columns.
+  // NOTE: LibTorch's C++ autograd::grad has no is_grads_batched, so a batch of products is a loop over columns.
   torch::Tensor hvp_columns(const torch::Tensor& vs);  // (P, k) -> (P, k)
 
   // Offsets of each parameter tensor in the flattened vector, (T + 1) entries.

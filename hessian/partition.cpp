@@ -10,7 +10,7 @@ torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partiti
                   hessian.size(1) == partition.total,
               "block_norms: H must be (", partition.total, ", ", partition.total, ")");
   const int64_t nb = partition.size();
-  auto index = partition.block_index();
+  auto index = partition.block_index(hessian.device());
   auto covered = index.ge(0);
   auto idx = index.masked_select(covered);                        // (P')
   auto sq = hessian.index({covered}).index({torch::indexing::Slice(), covered}).square();
@@ -32,11 +32,13 @@ torch::Tensor mean_by_tensor_pair(const torch::Tensor& values, const torch::Tens
   const int64_t nb = values.size(0);
   int64_t tensors = 0;
   for (const auto& b : partition.blocks) tensors = std::max(tensors, b.tensor + 1);
-  auto tensor_of = torch::empty({nb}, torch::kLong);
-  for (int64_t b = 0; b < nb; ++b) tensor_of[b] = partition.blocks[b].tensor;
+  std::vector<int64_t> tensor_of_block;
+  for (const auto& b : partition.blocks) tensor_of_block.push_back(b.tensor);
+  const auto tensor_of = torch::tensor(tensor_of_block, values.options().dtype(torch::kLong));
+  const auto options = values.options().dtype(torch::kDouble);
   auto pair_sum = [&](const torch::Tensor& m) {
-    auto rows = torch::zeros({tensors, nb}, torch::kDouble).index_add_(0, tensor_of, m);
-    return torch::zeros({tensors, tensors}, torch::kDouble).index_add_(1, tensor_of, rows);
+    auto rows = torch::zeros({tensors, nb}, options).index_add_(0, tensor_of, m);
+    return torch::zeros({tensors, tensors}, options).index_add_(1, tensor_of, rows);
   };
   return pair_sum(values.masked_fill(off.logical_not(), 0.0)) /
          pair_sum(off.to(torch::kDouble)).clamp_min(1.0);
@@ -54,7 +56,8 @@ RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& pa
   const auto defined = diagonal > 0;
   s.rows_without_ratio = (~defined).sum().item<int64_t>();
   s.ratio = norms64 / diagonal.unsqueeze(1);  // row i divided by ||H_ii||
-  auto off = torch::eye(nb).to(torch::kBool).logical_not().logical_and(defined.unsqueeze(1));
+  auto off = torch::eye(nb, norms64.options()).to(torch::kBool).logical_not().logical_and(
+      defined.unsqueeze(1));
   s.ratio.masked_fill_(off.logical_not(), 0.0);
   if (off.any().item<bool>()) {
     auto values = s.ratio.masked_select(off);

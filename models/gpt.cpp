@@ -32,14 +32,18 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
   return torch::layer_norm(x, {weight.size(0)}, weight, bias, 1e-5);
 }
 
+CausalMaskImpl::CausalMaskImpl(int64_t context) {
+  mask = register_buffer(
+      "mask", torch::full({context, context}, -std::numeric_limits<double>::infinity()).triu(1));
+}
+
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPTOptions& o) : heads_(o.heads()) {
   const auto c = o.d_model();
   wq = register_module("wq", make_linear(c, c, o.bias(), kInitStd));
   wk = register_module("wk", make_linear(c, c, o.bias(), kInitStd));
   wv = register_module("wv", make_linear(c, c, o.bias(), kInitStd));
   wo = register_module("wo", make_linear(c, c, o.bias(), residual_std(o)));
-  causal_ = torch::full({o.context(), o.context()}, -std::numeric_limits<double>::infinity())
-                .triu(1);
+  causal_ = register_module("causal", CausalMask(o.context()));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
@@ -57,7 +61,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
                  .view({3, b * heads_, t, d});  // (3, B*H, T, D)
   auto q = qkv[0], k = qkv[1], v = qkv[2];
   // softmax(q k^T / sqrt(D) + mask) v, mask -inf above the diagonal
-  auto mask = causal_.slice(0, 0, t).slice(1, 0, t).to(x.scalar_type());  // (T, T)
+  auto mask = causal_->mask.slice(0, 0, t).slice(1, 0, t).to(x.scalar_type());  // (T, T)
   auto scores = torch::baddbmm(mask, q, k.transpose(1, 2), 1.0,
                                1.0 / std::sqrt(static_cast<double>(d)));  // (B*H, T, T)
   auto y = torch::bmm(torch::softmax(scores, -1), v);                    // (B*H, T, D)

@@ -37,6 +37,19 @@ class LayerNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LayerNorm);
 
+// The additive causal mask (context, context): -inf above the diagonal, else 0. A registered
+// buffer, so Module::to() moves it with the parameters. NOTE: a module of its own that is not
+// serializable (Module::save and load skip it): the mask is a constant of `context`, and
+// checkpoints keep holding the parameters only.
+class CausalMaskImpl : public torch::nn::Module {
+ public:
+  explicit CausalMaskImpl(int64_t context);
+  bool is_serializable() const override { return false; }
+
+  torch::Tensor mask;
+};
+TORCH_MODULE(CausalMask);
+
 class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
   CausalSelfAttentionImpl(const GPTOptions& o);
@@ -46,7 +59,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
 
  private:
   int64_t heads_;
-  torch::Tensor causal_;  // (context, context) additive mask: -inf above the diagonal, else 0
+  CausalMask causal_{nullptr};
 };
 TORCH_MODULE(CausalSelfAttention);
 

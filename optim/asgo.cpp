@@ -118,7 +118,7 @@ torch::Tensor inverse_root_polar_express(const torch::Tensor& p, double eps, int
 }
 
 torch::Tensor inverse_root_eigh(const torch::Tensor& p, double damping) {
-  auto [eigenvalues, eigenvectors] = torch::linalg::eigh(p, "L");
+  auto [eigenvalues, eigenvectors] = torch::linalg_eigh(p, "L");
   auto scale = (eigenvalues.clamp_min(0.0) + damping).rsqrt();  // (n,)
   return (eigenvectors * scale.unsqueeze(0)).mm(eigenvectors.t());
 }

@@ -54,10 +54,6 @@ void check_non_negative(double value, const std::string& name, const std::string
           name + " must be finite and >= 0, got " + std::to_string(value));
 }
 
-std::string state_key(const torch::Tensor& param) {
-  return c10::guts::to_string(param.unsafeGetTensorImpl());
-}
-
 std::string ParamSlot::name() const {
   return c10::str("parameter ", index, " of group ", group, " (shape ", param->sizes(), ", ",
                   param->scalar_type(), ")");

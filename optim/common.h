@@ -1,6 +1,8 @@
 #pragma once
 // Pieces every blockopt optimizer shares: option validation, state accounting, and
 // save/load that round-trips per-parameter state *and* param-group options.
+#include <blockopt/optim/detail/compat.h>
+
 #include <torch/torch.h>
 
 #include <string>
@@ -27,9 +29,6 @@ void require(bool ok, const std::string& optimizer, const std::string& what);
 void check_lr(double lr, const std::string& optimizer);
 void check_beta(double beta, const std::string& name, const std::string& optimizer);
 void check_non_negative(double value, const std::string& name, const std::string& optimizer);
-
-// The key of a parameter's entry in Optimizer::state() (LibTorch's convention).
-std::string state_key(const torch::Tensor& param);
 
 // A parameter's place in an optimizer: its group and its index in the group.
 struct ParamSlot {
@@ -131,32 +130,6 @@ void step_each_parameter(torch::optim::Optimizer& optimizer, const std::string& 
     if (archive.try_read(#name, ivalue)) name(ivalue.to<T>()); \
   }
 
-// NOTE: LibTorch 1.13's torch::optim::serialize() reads the saved group options but never
-// assigns them, so a loaded optimizer keeps the options it was constructed with. These
-// helpers save exactly what torch saves and, on load, also install the saved options.
-template <typename ParamState, typename Options>
-void save_state_and_options(torch::serialize::OutputArchive& archive,
-                            const torch::optim::Optimizer& optimizer) {
-  torch::optim::serialize<ParamState, Options>(archive, optimizer);
-}
-
-template <typename ParamState, typename Options>
-void load_saved_state_and_options(torch::serialize::InputArchive& archive,
-                                  torch::optim::Optimizer& optimizer) {
-  torch::optim::serialize<ParamState, Options>(archive, optimizer);
-  torch::serialize::InputArchive groups_archive;
-  archive.read("param_groups", groups_archive);
-  std::vector<std::pair<std::vector<std::string>, std::unique_ptr<torch::optim::OptimizerOptions>>>
-      saved_groups;
-  torch::optim::detail::serialize<Options>(groups_archive, saved_groups);
-  auto& groups = optimizer.param_groups();
-  TORCH_CHECK(saved_groups.size() == groups.size(), "optimizer load: checkpoint has ",
-              saved_groups.size(), " param groups, optimizer has ", groups.size());
-  for (size_t i = 0; i < groups.size(); ++i) {
-    groups[i].set_options(std::move(saved_groups[i].second));
-  }
-}
-
 // The load() of every blockopt optimizer. The state is cleared first (a parameter without
 // saved state starts fresh); then `validate()` checks the loaded optimizer (options, state
 // shapes against the live parameters). When anything fails, the previous state and options
@@ -170,7 +143,7 @@ void load_state_and_options(torch::serialize::InputArchive& archive,
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> previous_options;
   for (const auto& group : groups) previous_options.push_back(group.options().clone());
   try {
-    load_saved_state_and_options<ParamState, Options>(archive, optimizer);
+    detail::read_state_and_options<ParamState, Options>(archive, optimizer);
     validate();
   } catch (...) {
     optimizer.state() = std::move(previous_state);

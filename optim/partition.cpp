@@ -1,6 +1,7 @@
 #include <blockopt/optim/partition.h>
 
 #include <algorithm>
+#include <numeric>
 #include <sstream>
 #include <stdexcept>
 
@@ -49,28 +50,51 @@ Partition Partition::from_layouts(const std::vector<ParamInfo>& params,
   return part;
 }
 
+namespace {
+
+// Throws unless every block lies in [0, P) and no two overlap: on the host, O(B log B).
+void check_blocks(const Partition& partition) {
+  const auto& blocks = partition.blocks;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    TORCH_CHECK(0 <= blocks[b].begin && blocks[b].begin < blocks[b].end &&
+                    blocks[b].end <= partition.total,
+                "partition: block ", b, " range [", blocks[b].begin, ", ", blocks[b].end,
+                ") outside [0, ", partition.total, ")");
+  }
+  std::vector<size_t> order(blocks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return blocks[a].begin < blocks[b].begin; });
+  for (size_t k = 1; k < order.size(); ++k) {
+    const auto &previous = blocks[order[k - 1]], &next = blocks[order[k]];
+    TORCH_CHECK(previous.end <= next.begin, "partition: blocks ", order[k - 1], " and ",
+                order[k], " overlap at ", next.begin);
+  }
+}
+
+}  // namespace
+
 Partition Partition::custom(std::vector<Block> blocks, int64_t total) {
   Partition part;
   part.blocks = std::move(blocks);
   part.total = total;
-  part.block_index();  // validates the ranges
+  check_blocks(part);
   return part;
 }
 
-torch::Tensor Partition::block_index() const {
-  auto index = torch::full({total}, -1, torch::kLong);
-  auto acc = index.accessor<int64_t, 1>();
+torch::Tensor Partition::block_index(torch::Device device) const {
+  check_blocks(*this);
+  // +(b+1) at each block's begin and -(b+1) at its end: the prefix sum is b+1 inside block b
+  // and 0 in the gaps (the blocks are disjoint). Integer arithmetic, so exact on any device.
+  std::vector<int64_t> positions, marks;
   for (int64_t b = 0; b < size(); ++b) {
-    const auto& blk = blocks[b];
-    TORCH_CHECK(0 <= blk.begin && blk.begin < blk.end && blk.end <= total,
-                "partition: block ", b, " range [", blk.begin, ", ", blk.end, ") outside [0, ",
-                total, ")");
-    for (int64_t i = blk.begin; i < blk.end; ++i) {
-      TORCH_CHECK(acc[i] < 0, "partition: blocks ", acc[i], " and ", b, " overlap at ", i);
-      acc[i] = b;
-    }
+    positions.insert(positions.end(), {blocks[b].begin, blocks[b].end});
+    marks.insert(marks.end(), {b + 1, -(b + 1)});
   }
-  return index;
+  const auto options = torch::TensorOptions(torch::kLong).device(device);
+  auto delta = torch::zeros({total + 1}, options)
+                   .index_add_(0, torch::tensor(positions, options), torch::tensor(marks, options));
+  return delta.cumsum(0).slice(0, 0, total) - 1;  // (P)
 }
 
 namespace {

@@ -46,8 +46,9 @@ struct Partition {
   int64_t total = 0;                 // P, the flattened parameter count
 
   int64_t size() const { return static_cast<int64_t>(blocks.size()); }
-  // Coordinate -> block index, -1 where no block covers it: (P) int64. Throws on overlap.
-  torch::Tensor block_index() const;
+  // Coordinate -> block index, -1 where no block covers it: (P) int64 on `device`. Throws on
+  // a range outside [0, P) and on overlapping blocks.
+  torch::Tensor block_index(torch::Device device = torch::kCPU) const;
 
   // The blocks of one layout per tensor. Throws std::invalid_argument naming the tensor when a
   // block size does not divide its numel.

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 
 namespace bh = blockopt::hessian;
 namespace bm = blockopt::models;
@@ -73,6 +75,34 @@ TEST(HessianPartition, BuiltInPartitionsCoverTheParameters) {
     EXPECT_EQ(shared.blocks[b].end, rows.blocks[b].end);
   }
   EXPECT_THROW(bh::Partition::custom({{0, 5, 0, ""}, {4, 8, 0, ""}}, 10), c10::Error);
+}
+
+// block_index (a prefix sum of block marks, on any device) against a loop over coordinates:
+// random partitions with gaps, blocks in shuffled order.
+TEST(HessianPartition, BlockIndexMatchesACoordinateLoop) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<bh::Block> blocks;
+    int64_t total = 0;
+    for (int b = 0; b < 8; ++b) {
+      total += static_cast<int64_t>(rng() % 3);  // a gap of 0-2 coordinates
+      const auto size = 1 + static_cast<int64_t>(rng() % 5);
+      blocks.push_back({total, total + size, 0, ""});
+      total += size;
+    }
+    total += static_cast<int64_t>(rng() % 3);
+    std::shuffle(blocks.begin(), blocks.end(), rng);
+    const auto part = bh::Partition::custom(blocks, total);
+    std::vector<int64_t> expected(static_cast<size_t>(total), -1);
+    for (int64_t b = 0; b < part.size(); ++b) {
+      for (auto i = part.blocks[b].begin; i < part.blocks[b].end; ++i) expected[i] = b;
+    }
+    EXPECT_TRUE(torch::equal(part.block_index(), torch::tensor(expected))) << "trial " << trial;
+  }
+  EXPECT_THROW(bh::Partition::custom({{4, 6, 0, ""}, {0, 10, 0, ""}}, 10), c10::Error);  // nested
+  EXPECT_THROW(bh::Partition::custom({{0, 3, 0, ""}, {3, 11, 0, ""}}, 10), c10::Error);  // past P
+  EXPECT_THROW(bh::Partition::custom({{2, 2, 0, ""}}, 10), c10::Error);                  // empty
+  EXPECT_EQ(bh::Partition::custom({}, 3).block_index().eq(-1).sum().item<int64_t>(), 3);
 }
 
 TEST(HessianPartition, BlockNormsAndRatiosMatchDirectSlices) {

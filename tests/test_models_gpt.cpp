@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <sstream>
 
 namespace blockopt::models {
 namespace {
@@ -95,6 +97,45 @@ TEST(ModelsGPT, ForwardShapeCausalityAndErrors) {
   }
   EXPECT_THROW(model.forward(torch::zeros({1, 17}, torch::kLong)), c10::Error);
   EXPECT_GT(model.flops_per_item(), 2 * model.parameter_count() - 2 * 64 * 32);
+}
+
+// The causal mask is a buffer, so Module::to() converts it (and moves it: the same code path
+// for a device, which Module::to(meta) cannot show: set_data refuses CPU -> meta); it is
+// neither a parameter nor in a saved model (parameters only, as before it was a buffer).
+TEST(ModelsGPT, CausalMaskIsABufferOutsideParametersAndCheckpoints) {
+  torch::manual_seed(0);
+  GPT model(tiny());
+  const auto causal = torch::full({16, 16}, -std::numeric_limits<float>::infinity()).triu(1);
+  auto buffers = model.named_buffers();
+  ASSERT_EQ(buffers.size(), 2u);
+  for (const std::string key : {"h.0.attn.causal.mask", "h.1.attn.causal.mask"}) {
+    ASSERT_TRUE(buffers.contains(key)) << key;
+    EXPECT_TRUE(torch::equal(buffers[key], causal)) << key;
+  }
+
+  torch::manual_seed(1);
+  GPT loaded(tiny());
+  std::stringstream bytes;
+  {
+    torch::serialize::OutputArchive archive;
+    model.save(archive);
+    archive.save_to(bytes);
+  }
+  torch::serialize::InputArchive archive, h, block, attn, mask;
+  archive.load_from(bytes);
+  archive.read("h", h);
+  h.read("0", block);
+  block.read("attn", attn);
+  EXPECT_TRUE(attn.try_read("wq", mask));
+  EXPECT_FALSE(attn.try_read("causal", mask));
+  loaded.load(archive);
+  const auto tokens = torch::randint(64, {2, 16}, torch::kLong);
+  EXPECT_TRUE(torch::equal(loaded.forward(tokens), model.forward(tokens)));
+
+  model.to(torch::kDouble);
+  for (const auto& buffer : model.buffers()) {
+    EXPECT_TRUE(torch::equal(buffer, causal.to(torch::kDouble)));
+  }
 }
 
 TEST(ModelsGPT, SupportsDoubleBackward) {

@@ -10,7 +10,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <functional>
 #include <sstream>
+#include <type_traits>
 
 namespace {
 
@@ -202,6 +205,74 @@ INSTANTIATE_TEST_SUITE_P(Optim, OptimSafety, ::testing::ValuesIn(optimizer_cases
 // A checkpoint saved with Adam-mini's `gpt` partition, loaded into one built with
 // `elementwise`: load() rebuilds the gpt partition (before, the elementwise layout was kept and
 // the fused loop walked past the end of the per-block v).
+// What torch::optim::serialize writes for `optimizer`, with every parameter keyed by
+// `key_of(param)` instead of the build's own key format.
+std::string checkpoint_keyed_by(const bo::AdamW& optimizer,
+                                const std::function<std::string(const torch::Tensor&)>& key_of) {
+  torch::serialize::OutputArchive archive;
+  const auto unit = archive.compilation_unit();
+  torch::serialize::OutputArchive state(unit), groups(unit);
+  const auto& param_groups = optimizer.param_groups();
+  groups.write("param_groups/size", torch::tensor(static_cast<int64_t>(param_groups.size())));
+  for (size_t g = 0; g < param_groups.size(); ++g) {
+    torch::serialize::OutputArchive group(unit), options(unit);
+    const auto& params = param_groups[g].params();
+    group.write("params/size", torch::tensor(static_cast<int64_t>(params.size())));
+    for (size_t i = 0; i < params.size(); ++i) {
+      group.write("params/" + std::to_string(i), c10::IValue(key_of(params[i])));
+      const auto found = optimizer.state().find(bo::state_key(params[i]));
+      if (found == optimizer.state().end()) continue;
+      torch::serialize::OutputArchive param_state(unit);
+      static_cast<const bo::AdamWParamState&>(*found->second).serialize(param_state);
+      state.write(key_of(params[i]), param_state);
+    }
+    static_cast<const bo::AdamWOptions&>(param_groups[g].options()).serialize(options);
+    group.write("options", options);
+    groups.write("param_groups/" + std::to_string(g), group);
+  }
+  archive.write("pytorch_version", c10::IValue("1.5.0"));
+  archive.write("state", state);
+  archive.write("param_groups", groups);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+// LibTorch's two key formats: decimal addresses (2.x) and printed pointers (1.x, "0x55d0...").
+// Decimal keys resume bit for bit in every build. Printed pointers do where keys are strings;
+// where keys are pointers they are refused with the state kept (parsed as decimals they would
+// all read as address 0, one state for every parameter).
+TEST(OptimSafetyCheckpointKeys, BothKeyFormatsResumeOrAreRefusedWithStateKept) {
+  auto named = make_params();
+  bo::AdamW optimizer(named.values(), bo::AdamWOptions(1e-2));
+  run_steps(optimizer, named, 1, 3);
+  const auto at_checkpoint = clone_params(named);
+  const auto decimal = checkpoint_keyed_by(optimizer, [](const torch::Tensor& p) {
+    return std::to_string(reinterpret_cast<uintptr_t>(p.unsafeGetTensorImpl()));
+  });
+  const auto printed = checkpoint_keyed_by(optimizer, [](const torch::Tensor& p) {
+    std::ostringstream key;
+    key << static_cast<const void*>(p.unsafeGetTensorImpl());
+    return key.str();
+  });
+  run_steps(optimizer, named, 4, 6);
+  const bool string_keys = std::is_same_v<bo::StateKey, std::string>;
+  for (const auto* bytes : {&decimal, &printed}) {
+    auto resumed_params = clone_params(at_checkpoint);
+    bo::AdamW resumed(resumed_params.values(), bo::AdamWOptions(0.5));
+    if (bytes == &printed && !string_keys) {
+      EXPECT_THAT(error_of([&] { load_from_string(resumed, *bytes); }),
+                  HasSubstr("written by another LibTorch version"));
+      EXPECT_TRUE(resumed.state().empty());
+      EXPECT_EQ(resumed.param_groups()[0].options().get_lr(), 0.5);
+      continue;
+    }
+    load_from_string(resumed, *bytes);
+    run_steps(resumed, resumed_params, 4, 6);
+    expect_equal_values(values_of(resumed_params), values_of(named));
+  }
+}
+
 TEST(OptimSafetyAdamMini, LoadRebuildsThePartitionOfTheCheckpoint) {
   auto original = make_params();
   bo::AdamMini gpt(original, bo::AdamMiniOptions(1e-2).head_dim(4).partition("gpt"));
