@@ -120,6 +120,8 @@ using betas_t = std::tuple<double, double>;
 
 // The AdamW fallback of a matrix optimizer (matrix_optimizer.h); in configs the `fallback:`
 // sub-map. `use_fallback` marks a fallback group and is no config key.
+// NOTE: a field list, not a base struct: a TORCH_ARG setter returns the struct that declares
+// it, so a base's setters would end a chain such as MuonOptions().fallback_lr(1e-3).lr(0.02).
 #define BLOCKOPT_FALLBACK_FIELDS(X, LR, EPS)                                        \
   X(bool, use_fallback, false, Rule::any().config_key(""),                          \
     "this group runs the AdamW fallback")                                           \
