@@ -153,11 +153,21 @@ TEST(OptimOptions, EveryConstraintStillFails) {
   EXPECT_EQ(error_of(asgo({})), "");
 }
 
+// `check(Options())` for every blockopt Options type.
+template <typename Check>
+void for_each_options(Check check) {
+  check(bo::AdamWOptions());
+  check(bo::AdamMiniOptions());
+  check(bo::MuonOptions());
+  check(bo::NorMuonOptions());
+  check(bo::ASGOOptions());
+}
+
 // Every field with a constraint, found through the field list, rejects a value outside it:
 // a field added to a list with a rule cannot be left unchecked.
 template <typename Options>
-void expect_every_rule_enforced(const std::string& optimizer) {
-  const Options defaults;
+void expect_every_rule_enforced(const Options& defaults) {
+  const std::string optimizer = Options::kName;
   int constrained = 0;
   Options::visit_fields(defaults, [&](const bo::Field& field, const auto& default_value) {
     using T = std::decay_t<decltype(default_value)>;
@@ -187,11 +197,7 @@ void expect_every_rule_enforced(const std::string& optimizer) {
 }
 
 TEST(OptimOptions, EveryRuleOfEveryFieldListIsEnforced) {
-  expect_every_rule_enforced<bo::AdamWOptions>("AdamW");
-  expect_every_rule_enforced<bo::AdamMiniOptions>("Adam-mini");
-  expect_every_rule_enforced<bo::MuonOptions>("Muon");
-  expect_every_rule_enforced<bo::NorMuonOptions>("NorMuon");
-  expect_every_rule_enforced<bo::ASGOOptions>("ASGO");
+  for_each_options([](const auto& defaults) { expect_every_rule_enforced(defaults); });
 }
 
 // A value unlike `value` of the same type (enums: the next name, cyclically).
@@ -224,13 +230,14 @@ std::vector<c10::IValue> field_values(const Options& options) {
 // Every field set away from its default survives serialize -> bytes -> serialize, and enum
 // fields are archived as the strings of older checkpoints.
 template <typename Options>
-void expect_round_trip(const std::string& optimizer) {
-  Options options;
+void expect_round_trip(Options options) {
+  const std::string optimizer = Options::kName;
   Options::visit_fields(options, [](const bo::Field&, auto& value) { value = changed(value); });
   const auto defaults = field_values(Options());
   const auto set = field_values(options);
-  for (size_t i = 0; i < set.size(); ++i)
+  for (size_t i = 0; i < set.size(); ++i) {
     EXPECT_FALSE(set[i] == defaults[i]) << optimizer << " field " << i;
+  }
 
   torch::serialize::OutputArchive out;
   options.serialize(out);
@@ -254,11 +261,7 @@ void expect_round_trip(const std::string& optimizer) {
 }
 
 TEST(OptimOptions, EveryFieldRoundTripsThroughSaveAndLoad) {
-  expect_round_trip<bo::AdamWOptions>("AdamW");
-  expect_round_trip<bo::AdamMiniOptions>("Adam-mini");
-  expect_round_trip<bo::MuonOptions>("Muon");
-  expect_round_trip<bo::NorMuonOptions>("NorMuon");
-  expect_round_trip<bo::ASGOOptions>("ASGO");
+  for_each_options([](const auto& defaults) { expect_round_trip(defaults); });
 }
 
 // The archive keys and value kinds of the checkpoints written before the field lists (the
