@@ -114,7 +114,7 @@ void BM_Gemm(benchmark::State& state) {
 // Newton-Schulz on one (512, 2048) matrix, 5 steps: per step X X^T, A A, (.) X.
 void BM_NewtonSchulz(benchmark::State& state) {
   auto g = torch::randn({kRows, kCols});
-  for (auto _ : state) benchmark::DoNotOptimize(bo::newton_schulz(g, 5, "add"));
+  for (auto _ : state) benchmark::DoNotOptimize(bo::newton_schulz(g, 5, bo::NsEpsMode::add));
   const double per_step = 2.0 * kRows * kRows * kCols * 2 + 2.0 * kRows * kRows * kRows;
   state.counters["FLOPs"] =
       benchmark::Counter(5 * per_step, benchmark::Counter::kIsIterationInvariantRate);

@@ -5,6 +5,11 @@
 #include <blockopt/optim/muon.h>
 #include <blockopt/optim/normuon.h>
 
+#include <fmt/format.h>
+
+#include <cmath>
+#include <type_traits>
+
 namespace blockopt::optim {
 
 namespace {
@@ -15,77 +20,80 @@ std::vector<torch::Tensor> values(const NamedParameters& named_params) {
   return params;
 }
 
-std::tuple<double, double> read_betas(experiments::ConfigNode& node, const std::string& key,
-                                      std::tuple<double, double> defaults) {
+betas_t read_value(experiments::ConfigNode& node, const std::string& key, const betas_t& defaults,
+                   const Rule&) {
   const auto [b1, b2] = defaults;
   auto betas = node.get<std::vector<double>>(key, {b1, b2});
   node.check(betas.size() == 2, key, "expected two values [beta1, beta2]");
   return {betas[0], betas[1]};
 }
 
-// Reads the AdamW keys, defaults from `defaults` (the C++ option struct); `adam` has no
-// weight_decay key at all.
-AdamWOptions read_adamw_options(experiments::ConfigNode& node, AdamWOptions defaults,
-                                bool with_weight_decay) {
-  AdamWOptions o = defaults;
-  o.lr(node.get<double>("lr", defaults.lr()));
-  o.betas(read_betas(node, "betas", defaults.betas()));
-  o.eps(node.get<double>("eps", defaults.eps()));
-  if (with_weight_decay) o.weight_decay(node.get<double>("weight_decay", defaults.weight_decay()));
-  o.float32_state(node.get<bool>("float32_state", defaults.float32_state()));
-  return o;
+double read_value(experiments::ConfigNode& node, const std::string& key, double defaults,
+                  const Rule& rule) {
+  if (!rule.none_is_zero) return node.get<double>(key, defaults);
+  // a number, or "none" (stored as 0)
+  const auto text = node.get<std::string>(key, fmt::format("{}", defaults));
+  try {
+    return text == "none" ? 0.0 : std::stod(text);
+  } catch (const std::logic_error&) {
+    node.fail(key, "expected a number or none, got '" + text + "'");
+  }
 }
 
-// The `fallback:` sub-map of a matrix optimizer, into the options' fallback_* fields.
+// bool, int64_t, and enums by name.
+template <typename T>
+T read_value(experiments::ConfigNode& node, const std::string& key, const T& defaults, const Rule&) {
+  if constexpr (std::is_enum_v<T>) {
+    const auto text = node.get<std::string>(key, enum_name(defaults));
+    const auto value = find_enum<T>(text);
+    node.check(value.has_value(), key, unknown_enum_message<T>(text));
+    return *value;
+  } else {
+    return node.get<T>(key, defaults);
+  }
+}
+
+// Reads every config key of the options' field list, defaults from `o`; a key "fallback.lr"
+// is `lr` in the `fallback:` sub-map. `skip`: a key this optimizer does not have.
 template <typename Options>
-void read_fallback(experiments::ConfigNode& config, Options& o) {
-  auto node = config.child("fallback");
-  o.fallback_lr(node.get<double>("lr", o.fallback_lr()));
-  o.fallback_betas(read_betas(node, "betas", o.fallback_betas()));
-  o.fallback_eps(node.get<double>("eps", o.fallback_eps()));
-  o.fallback_weight_decay(node.get<double>("weight_decay", o.fallback_weight_decay()));
+void read_options(experiments::ConfigNode& config, Options& o, const std::string& skip = "") {
+  Options::visit_fields(o, [&](const Field& field, auto& value) {
+    const auto key = field.key();
+    if (key.empty() || key == skip) return;
+    const auto dot = key.find('.');
+    if (dot == std::string::npos) {
+      value = read_value(config, key, value, field.rule);
+    } else {
+      auto node = config.child(key.substr(0, dot));
+      value = read_value(node, key.substr(dot + 1), value, field.rule);
+    }
+  });
 }
 
-RoutingRule read_routing(experiments::ConfigNode& config) {
+// A matrix optimizer routed by `fallback_keywords`; `layout` receives the routing.
+template <typename Optimizer, typename Options>
+std::unique_ptr<torch::optim::Optimizer> build_matrix(const NamedParameters& named_params,
+                                                      experiments::ConfigNode& config,
+                                                      const Options& o, std::string& layout) {
   RoutingRule rule;
-  rule.fallback_keywords = config.get<std::vector<std::string>>("fallback_keywords", rule.fallback_keywords);
-  return rule;
-}
-
-// Keys shared by Muon and NorMuon.
-template <typename Options>
-void read_muon_common(experiments::ConfigNode& config, Options& o) {
-  o.lr(config.get<double>("lr", o.lr()));
-  o.momentum(config.get<double>("momentum", o.momentum()));
-  o.nesterov(config.get<bool>("nesterov", o.nesterov()));
-  o.weight_decay(config.get<double>("weight_decay", o.weight_decay()));
-  o.ns_steps(config.get<int64_t>("ns_steps", o.ns_steps()));
-  o.ns_eps_mode(config.get<std::string>("ns_eps_mode", o.ns_eps_mode()));
-  o.ns_dtype(config.get<std::string>("ns_dtype", o.ns_dtype()));
-  o.float32_state(config.get<bool>("float32_state", o.float32_state()));
-  read_fallback(config, o);
+  rule.fallback_keywords =
+      config.get<std::vector<std::string>>("fallback_keywords", rule.fallback_keywords);
+  layout = routing_summary(named_params, rule);
+  return std::make_unique<Optimizer>(named_params, o, rule);
 }
 
 std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_params,
                                                experiments::ConfigNode& config,
                                                const std::string& name, std::string& layout) {
-  if (name == "adamw") {
-    return std::make_unique<AdamW>(values(named_params),
-                                   read_adamw_options(config, AdamWOptions(), true));
-  }
-  if (name == "adam") {  // AdamW rule without weight decay (no L2 either)
-    return std::make_unique<AdamW>(
-        values(named_params), read_adamw_options(config, AdamWOptions().weight_decay(0.0), false));
+  if (name == "adamw" || name == "adam") {
+    // adam: the AdamW rule without weight decay and without the key (no L2 either)
+    AdamWOptions o = name == "adam" ? AdamWOptions().weight_decay(0.0) : AdamWOptions();
+    read_options(config, o, name == "adam" ? "weight_decay" : "");
+    return std::make_unique<AdamW>(values(named_params), o);
   }
   if (name == "adam_mini") {
     AdamMiniOptions o;
-    o.lr(config.get<double>("lr", o.lr()));
-    o.betas(read_betas(config, "betas", o.betas()));
-    o.eps(config.get<double>("eps", o.eps()));
-    o.weight_decay(config.get<double>("weight_decay", o.weight_decay()));
-    o.head_dim(config.get<int64_t>("head_dim", o.head_dim()));
-    o.partition(config.get<std::string>("partition", o.partition()));
-    o.float32_state(config.get<bool>("float32_state", o.float32_state()));
+    read_options(config, o);
     auto optimizer = std::make_unique<AdamMini>(named_params, o);
     layout = optimizer->partition_summary();
     for (const auto& warning : optimizer->partition_warnings()) layout += "warning: " + warning + "\n";
@@ -93,48 +101,63 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
   }
   if (name == "muon") {
     MuonOptions o;
-    read_muon_common(config, o);
-    o.scale(config.get<std::string>("scale", o.scale()));
-    const auto rule = read_routing(config);
-    layout = routing_summary(named_params, rule);
-    return std::make_unique<Muon>(named_params, o, rule);
+    read_options(config, o);
+    return build_matrix<Muon>(named_params, config, o, layout);
   }
   if (name == "normuon") {
     NorMuonOptions o;
-    read_muon_common(config, o);
-    o.beta2(config.get<double>("beta2", o.beta2()));
-    o.final_scale(config.get<std::string>("final_scale", o.final_scale()));
-    const auto rule = read_routing(config);
-    layout = routing_summary(named_params, rule);
-    return std::make_unique<NorMuon>(named_params, o, rule);
+    read_options(config, o);
+    return build_matrix<NorMuon>(named_params, config, o, layout);
   }
   if (name == "asgo") {
-    ASGOOptions o;
-    o.lr(config.get<double>("lr", o.lr()));
-    o.fallback_lr(o.lr());  // the fallback shares ASGO's lr unless fallback.lr is given
-    o.momentum(config.get<double>("momentum", o.momentum()));
-    o.beta2(config.get<double>("beta2", o.beta2()));
-    o.eps(config.get<double>("eps", o.eps()));
-    o.weight_decay(config.get<double>("weight_decay", o.weight_decay()));
-    o.root(config.get<std::string>("root", o.root()));
-    o.root_steps(config.get<int64_t>("root_steps", o.root_steps()));
-    o.damping(config.get<double>("damping", o.damping()));
-    o.side(config.get<std::string>("side", o.side()));
-    o.float32_state(config.get<bool>("float32_state", o.float32_state()));
-    // rms_target: a number, or "none" (stored as 0: no normalisation)
-    const auto rms = config.get<std::string>("rms_target", fmt::format("{}", o.rms_target()));
-    try {
-      o.rms_target(rms == "none" ? 0.0 : std::stod(rms));
-    } catch (const std::logic_error&) {
-      config.fail("rms_target", "expected a number or none, got '" + rms + "'");
-    }
-    read_fallback(config, o);
-    const auto rule = read_routing(config);
-    layout = routing_summary(named_params, rule);
-    return std::make_unique<ASGO>(named_params, o, rule);
+    // NOTE: the constructor sets fallback_lr = lr, so the fallback shares ASGO's lr unless
+    // fallback.lr is given.
+    ASGOOptions o(config.get<double>("lr", ASGOOptions().lr()));
+    read_options(config, o);
+    return build_matrix<ASGO>(named_params, config, o, layout);
   }
   config.fail("name", "unknown optimizer '" + name +
                           "' (known: adamw, adam, adam_mini, muon, normuon, asgo)");
+}
+
+// Shortest round-trip form; below 0.01 in scientific notation without a padded exponent
+// (1e-3, 3e-4).
+std::string format_default(double value) {
+  if (value == 0.0 || std::abs(value) >= 1e-2) return fmt::format("{}", value);
+  std::string text;
+  for (int digits = 0; digits <= 17; ++digits) {
+    text = fmt::format("{:.{}e}", value, digits);
+    if (std::stod(text) == value) break;
+  }
+  const auto e = text.find('e');
+  const auto exponent = std::stoi(text.substr(e + 1));
+  return text.substr(0, e) + "e" + std::to_string(exponent);
+}
+
+std::string format_default(const betas_t& betas) {
+  return "(" + format_default(std::get<0>(betas)) + ", " + format_default(std::get<1>(betas)) + ")";
+}
+
+template <typename T>
+std::string format_default(const T& value) {
+  if constexpr (std::is_enum_v<T>) {
+    const std::string name = enum_name(value);
+    return name.empty() ? "\"\"" : name;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return value ? "true" : "false";
+  } else {
+    return std::to_string(value);
+  }
+}
+
+template <typename Options>
+std::string options_table(const Options& defaults) {
+  std::string table = "| option | meaning | default |\n|---|---|---|\n";
+  Options::visit_fields(defaults, [&](const Field& field, const auto& value) {
+    if (field.key().empty()) return;
+    table += "| " + field.key() + " | " + field.doc + " | " + format_default(value) + " |\n";
+  });
+  return table;
 }
 
 }  // namespace
@@ -153,6 +176,19 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& n
   }
   config.check_no_unknown_keys();
   return optimizer;
+}
+
+std::vector<std::string> documented_optimizers() {
+  return {"adamw", "adam_mini", "muon", "normuon", "asgo"};
+}
+
+std::string options_markdown(const std::string& optimizer) {
+  if (optimizer == "adamw") return options_table(AdamWOptions());
+  if (optimizer == "adam_mini") return options_table(AdamMiniOptions());
+  if (optimizer == "muon") return options_table(MuonOptions());
+  if (optimizer == "normuon") return options_table(NorMuonOptions());
+  if (optimizer == "asgo") return options_table(ASGOOptions());
+  throw std::invalid_argument("options_markdown: unknown optimizer '" + optimizer + "'");
 }
 
 }  // namespace blockopt::optim

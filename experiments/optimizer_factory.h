@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace blockopt::optim {
 
@@ -16,5 +18,12 @@ namespace blockopt::optim {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& named_params,
                                                         experiments::ConfigNode config,
                                                         std::string* layout = nullptr);
+
+// The config names of the optimizers with an options table (`adam` shares `adamw`'s).
+std::vector<std::string> documented_optimizers();
+
+// The markdown table "option | meaning | default" of an optimizer's config keys, generated from
+// its Options field list; docs/optimizers.md holds exactly these tables (a test checks).
+std::string options_markdown(const std::string& optimizer);
 
 }  // namespace blockopt::optim

@@ -8,36 +8,6 @@ namespace blockopt::optim {
 
 AdamMiniOptions::AdamMiniOptions(double lr) : lr_(lr) {}
 
-void AdamMiniOptions::validate() const {
-  const std::string name = "Adam-mini";
-  check_lr(lr(), name);
-  check_beta(std::get<0>(betas()), "beta1", name);
-  check_beta(std::get<1>(betas()), "beta2", name);
-  check_non_negative(eps(), "eps", name);
-  check_non_negative(weight_decay(), "weight_decay", name);
-  require(head_dim() > 0, name, "head_dim must be > 0, got " + std::to_string(head_dim()));
-}
-
-void AdamMiniOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(betas);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(head_dim);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(partition);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
-}
-
-void AdamMiniOptions::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, betas);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, head_dim);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, partition);
-  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
-}
-
 void AdamMiniParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
@@ -60,7 +30,7 @@ std::vector<torch::Tensor> values(const NamedParameters& named_params) {
 }
 
 AdamMiniOptions with_partition_name(AdamMiniOptions options, bool custom) {
-  if (custom) options.partition("custom");
+  if (custom) options.partition(AdamMiniPartition::custom);
   options.validate();
   return options;
 }
@@ -73,9 +43,10 @@ AdamMini::AdamMini(const NamedParameters& named_params, AdamMiniOptions defaults
                                   with_partition_name(defaults, custom_rule != nullptr))),
       named_params_(named_params),
       custom_rule_(std::move(custom_rule)),
-      partition_(make_partition(param_infos(named_params), custom_rule_ ? custom_rule_
-                                                           : partition_rule(defaults.partition(),
-                                                                            defaults.head_dim()))) {}
+      partition_(make_partition(param_infos(named_params),
+                                custom_rule_ ? custom_rule_
+                                             : partition_rule(enum_name(defaults.partition()),
+                                                              defaults.head_dim()))) {}
 
 std::string AdamMini::partition_summary() const {
   return optim::partition_summary(partition_, param_infos(named_params_));
@@ -178,11 +149,12 @@ void AdamMini::load(torch::serialize::InputArchive& archive) {
   load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this, [this] {
     const auto& options = static_cast<const AdamMiniOptions&>(param_groups_.at(0).options());
     options.validate();
-    const bool custom = options.partition() == "custom";
+    const bool custom = options.partition() == AdamMiniPartition::custom;
     require(!custom || custom_rule_ != nullptr, "Adam-mini",
             "the checkpoint uses a custom partition; construct the optimizer with that rule");
     auto partition = make_partition(
-        param_infos(named_params_), custom ? custom_rule_ : partition_rule(options.partition(), options.head_dim()));
+        param_infos(named_params_),
+        custom ? custom_rule_ : partition_rule(enum_name(options.partition()), options.head_dim()));
     check_every_state<AdamMiniParamState, AdamMiniOptions>(
         *this, [&](const AdamMiniParamState& state, const torch::Tensor& param,
                    const AdamMiniOptions& group_options, const ParamSlot& slot) {

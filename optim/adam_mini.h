@@ -3,37 +3,44 @@
 //   m   <- b1 m + (1-b1) g                         (full size)
 //   v_B <- b2 v_B + (1-b2) mean_{i in B} g_i^2     (one scalar per block B)
 //   W   <- W (1 - lr wd) - lr (m / (1-b1^t)) / (sqrt(v_B) / sqrt(1-b2^t) + eps)
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/options.h>
 #include <blockopt/optim/partition.h>
 
 #include <torch/torch.h>
 
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace blockopt::optim {
 
-struct AdamMiniOptions : public torch::optim::OptimizerCloneableOptions<AdamMiniOptions> {
+// The built-in partition rules (partition_rule); custom: a PartitionRule was passed.
+enum class AdamMiniPartition { gpt, v111, elementwise, custom };
+template <>
+struct EnumNames<AdamMiniPartition> {
+  static constexpr std::array<std::pair<AdamMiniPartition, const char*>, 4> values{
+      {{AdamMiniPartition::gpt, "gpt"},
+       {AdamMiniPartition::v111, "v111"},
+       {AdamMiniPartition::elementwise, "elementwise"},
+       {AdamMiniPartition::custom, "custom"}}};
+};
+
+#define BLOCKOPT_ADAM_MINI_FIELDS(X)                                                  \
+  X(double, lr, 1e-3, Rule::lr(), "learning rate")                                    \
+  X(betas_t, betas, (std::make_tuple(0.9, 0.999)), Rule::unit_interval(), "(b1, b2)") \
+  X(double, eps, 1e-8, Rule::non_negative(), "added to sqrt(v_B)/sqrt(1-b2^t)")       \
+  X(double, weight_decay, 0.0, Rule::non_negative(),                                  \
+    "decoupled decay (not on tensors excluded by the partition)")                     \
+  X(int64_t, head_dim, 64, Rule::at_least(1),                                         \
+    "rows per attention head (Q/K blocks); must divide their rows")                   \
+  X(AdamMiniPartition, partition, AdamMiniPartition::gpt, Rule::any(),                \
+    "`gpt`, `v111`, `elementwise` (`custom` when a function is passed)")              \
+  BLOCKOPT_FLOAT32_STATE_FIELD(X)
+
+struct AdamMiniOptions : public FieldOptions<AdamMiniOptions> {
+  static constexpr const char* kName = "Adam-mini";
   AdamMiniOptions(double lr = 1e-3);  // NOLINT(google-explicit-constructor): mirrors torch::optim
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void validate() const;
-
-  using betas_t = std::tuple<double, double>;
-  TORCH_ARG(double, lr) = 1e-3;
-  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
-  TORCH_ARG(double, eps) = 1e-8;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(int64_t, head_dim) = 64;                // rows per attention head (Q/K blocks)
-  TORCH_ARG(std::string, partition) = "gpt";        // gpt | v111 | elementwise (| custom)
-  // bf16/fp16 parameters: moments and a master copy of the parameter in float32 (false: all
-  // state in the parameter dtype).
-  TORCH_ARG(bool, float32_state) = true;
-
- public:
+  using betas_t = optim::betas_t;
+  BLOCKOPT_OPTION_FIELDS(BLOCKOPT_ADAM_MINI_FIELDS)
 };
 
 struct AdamMiniParamState : public torch::optim::OptimizerCloneableParamState<AdamMiniParamState>,

@@ -7,30 +7,6 @@ namespace blockopt::optim {
 
 AdamWOptions::AdamWOptions(double lr) : lr_(lr) {}
 
-void AdamWOptions::validate(const std::string& optimizer) const {
-  check_lr(lr(), optimizer);
-  check_beta(std::get<0>(betas()), "beta1", optimizer);
-  check_beta(std::get<1>(betas()), "beta2", optimizer);
-  check_non_negative(eps(), "eps", optimizer);
-  check_non_negative(weight_decay(), "weight_decay", optimizer);
-}
-
-void AdamWOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(betas);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
-}
-
-void AdamWOptions::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, betas);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
-  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
-}
-
 void AdamWParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);

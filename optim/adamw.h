@@ -3,33 +3,27 @@
 // rule with weight_decay 0.
 //   m <- b1 m + (1-b1) g ;  v <- b2 v + (1-b2) g^2
 //   W <- W (1 - lr wd) - lr (m / (1-b1^t)) / (sqrt(v) / sqrt(1-b2^t) + eps)
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/options.h>
 
 #include <torch/torch.h>
 
-#include <tuple>
 #include <vector>
 
 namespace blockopt::optim {
 
-struct AdamWOptions : public torch::optim::OptimizerCloneableOptions<AdamWOptions> {
+#define BLOCKOPT_ADAMW_FIELDS(X)                                                        \
+  X(double, lr, 1e-3, Rule::lr(), "learning rate")                                      \
+  X(betas_t, betas, (std::make_tuple(0.9, 0.999)), Rule::unit_interval(),               \
+    "(b1, b2) moment decays")                                                           \
+  X(double, eps, 1e-8, Rule::non_negative(), "added to sqrt(v)/sqrt(1-b2^t)")           \
+  X(double, weight_decay, 1e-2, Rule::non_negative(), "decoupled decay (`adamw` only)") \
+  BLOCKOPT_FLOAT32_STATE_FIELD(X)
+
+struct AdamWOptions : public FieldOptions<AdamWOptions> {
+  static constexpr const char* kName = "AdamW";
   AdamWOptions(double lr = 1e-3);  // NOLINT(google-explicit-constructor): mirrors torch::optim
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void validate(const std::string& optimizer = "AdamW") const;
-
-  using betas_t = std::tuple<double, double>;
-  TORCH_ARG(double, lr) = 1e-3;
-  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
-  TORCH_ARG(double, eps) = 1e-8;
-  TORCH_ARG(double, weight_decay) = 1e-2;
-  // bf16/fp16 parameters: moments and a master copy of the parameter in float32 (false: all
-  // state in the parameter dtype).
-  TORCH_ARG(bool, float32_state) = true;
-
- public:
+  using betas_t = optim::betas_t;
+  BLOCKOPT_OPTION_FIELDS(BLOCKOPT_ADAMW_FIELDS)
 };
 
 struct AdamWParamState : public torch::optim::OptimizerCloneableParamState<AdamWParamState>,

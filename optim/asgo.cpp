@@ -8,61 +8,6 @@ namespace blockopt::optim {
 
 ASGOOptions::ASGOOptions(double lr) : lr_(lr), fallback_lr_(lr) {}
 
-void ASGOOptions::validate() const {
-  const std::string name = "ASGO";
-  check_lr(lr(), name);
-  check_beta(momentum(), "momentum", name);
-  check_beta(beta2(), "beta2", name);
-  check_non_negative(eps(), "eps", name);
-  check_non_negative(weight_decay(), "weight_decay", name);
-  check_non_negative(damping(), "damping", name);
-  check_non_negative(rms_target(), "rms_target", name);
-  require(root() == "polar_express" || root() == "eigh", name,
-          "root must be polar_express or eigh, got '" + root() + "'");
-  require(root_steps() >= 1, name, "root_steps must be >= 1");
-  require(side() == "auto" || side() == "left" || side() == "right", name,
-          "side must be auto, left or right, got '" + side() + "'");
-  validate_fallback_options(*this, name);
-}
-
-void ASGOOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(beta2);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(root);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(root_steps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(damping);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(side);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(rms_target);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(use_fallback);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
-}
-
-void ASGOOptions::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, momentum);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, beta2);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, eps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, root);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, root_steps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, damping);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, side);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, rms_target);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, use_fallback);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
-  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
-}
-
 void ASGOParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(exp_avg);
@@ -136,7 +81,7 @@ namespace {
 
 // The side of the preconditioner of a (m, n) matrix under `options`.
 bool left_side(const ASGOOptions& options, int64_t m, int64_t n) {
-  return options.side() == "left" || (options.side() == "auto" && m < n);
+  return options.side() == ASGOSide::left || (options.side() == ASGOSide::automatic && m < n);
 }
 
 // The Gram matrix, P and its root are computed in at least float32 (eigh has no bf16 kernel,
@@ -187,7 +132,7 @@ torch::Tensor ASGO::step(LossClosure closure) {
         const auto g_compute = g.to(compute);
         auto gram = left ? g_compute.mm(g_compute.t()) : g_compute.t().mm(g_compute);  // S
         state.preconditioner().lerp_(gram, 1.0 - options.beta2());  // P <- b2 P + (1-b2) S
-        auto root = options.root() == "eigh"
+        auto root = options.root() == ASGORoot::eigh
                         ? inverse_root_eigh(state.preconditioner(), options.damping())
                         : inverse_root_polar_express(state.preconditioner(), options.eps(),
                                                      options.root_steps());

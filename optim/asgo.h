@@ -4,48 +4,58 @@
 //   R ~ P^{-1/2} ;  U = R M (left) or M R (right)
 //   U <- U rms_target sqrt(m n) / ||U||_F ;  W <- W (1 - lr wd) - lr U
 // A non-finite R is replaced by I for that step, and the step is counted (nan_roots()).
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/options.h>
 #include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
 
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace blockopt::optim {
 
+// R ~ P^{-1/2}: Polar Express iteration (official code) or eigh (exact).
+enum class ASGORoot { polar_express, eigh };
+template <>
+struct EnumNames<ASGORoot> {
+  static constexpr std::array<std::pair<ASGORoot, const char*>, 2> values{
+      {{ASGORoot::polar_express, "polar_express"}, {ASGORoot::eigh, "eigh"}}};
+};
+
+// The side of P: automatic (left if m < n, else right), left, right.
+enum class ASGOSide { automatic, left, right };
+template <>
+struct EnumNames<ASGOSide> {
+  static constexpr std::array<std::pair<ASGOSide, const char*>, 3> values{
+      {{ASGOSide::automatic, "auto"}, {ASGOSide::left, "left"}, {ASGOSide::right, "right"}}};
+};
+
+#define BLOCKOPT_ASGO_FIELDS(X)                                                            \
+  X(double, lr, 1e-2, Rule::lr(),                                                          \
+    "learning rate (also the fallback's unless `fallback.lr` is set)")                     \
+  X(double, momentum, 0.9, Rule::unit_interval(), "b1 for M")                              \
+  X(double, beta2, 0.8, Rule::unit_interval(), "b2 for P")                                 \
+  X(double, eps, 1e-10, Rule::non_negative(), "Polar Express: s = 1.01 ‖P + eps I‖_F")     \
+  X(double, weight_decay, 0.1, Rule::non_negative(), "decoupled decay")                    \
+  X(ASGORoot, root, ASGORoot::polar_express, Rule::any(),                                  \
+    "`polar_express` (official) or `eigh` (exact)")                                        \
+  X(int64_t, root_steps, 10, Rule::at_least(1), "Polar Express iterations")                \
+  X(double, damping, 1e-8, Rule::non_negative(), "eigh: (max(lambda,0) + damping)^(-1/2)") \
+  X(ASGOSide, side, ASGOSide::automatic, Rule::any(),                                      \
+    "`auto` (left if rows < cols, else right), `left`, `right`")                           \
+  BLOCKOPT_FLOAT32_STATE_FIELD(X)                                                          \
+  X(double, rms_target, 0.2, Rule::non_negative().none_means_zero(),                       \
+    "U scaled to this RMS; `none` (stored as 0) skips")                                    \
+  BLOCKOPT_FALLBACK_FIELDS(X, 1e-2, 1e-8)
+
 // One Options type for matrix and fallback groups; see MuonOptions. The constructor sets
-// fallback_lr = lr (spec: the fallback uses ASGO's lr unless told otherwise).
-struct ASGOOptions : public torch::optim::OptimizerCloneableOptions<ASGOOptions> {
+// fallback_lr = lr (spec: the fallback uses ASGO's lr unless told otherwise). The Gram
+// matrix, P and its inverse root are computed in at least float32 (float32_state or not).
+struct ASGOOptions : public FieldOptions<ASGOOptions> {
+  static constexpr const char* kName = "ASGO";
   ASGOOptions(double lr = 1e-2);  // NOLINT(google-explicit-constructor): mirrors torch::optim
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void validate() const;
-
-  using betas_t = std::tuple<double, double>;
-  TORCH_ARG(double, lr) = 1e-2;
-  TORCH_ARG(double, momentum) = 0.9;
-  TORCH_ARG(double, beta2) = 0.8;
-  TORCH_ARG(double, eps) = 1e-10;               // polar_express: s = 1.01 ||P + eps I||_F
-  TORCH_ARG(double, weight_decay) = 0.1;
-  TORCH_ARG(std::string, root) = "polar_express";  // polar_express | eigh
-  TORCH_ARG(int64_t, root_steps) = 10;
-  TORCH_ARG(double, damping) = 1e-8;            // eigh: (max(lambda, 0) + damping)^{-1/2}
-  TORCH_ARG(std::string, side) = "auto";        // auto | left | right
-  TORCH_ARG(double, rms_target) = 0.2;          // 0: no RMS normalisation ("none")
-  TORCH_ARG(bool, use_fallback) = false;
-  TORCH_ARG(double, fallback_lr) = 1e-2;
-  TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
-  TORCH_ARG(double, fallback_eps) = 1e-8;
-  TORCH_ARG(double, fallback_weight_decay) = 0.0;
-  // bf16/fp16 parameters: state and a master copy of the parameter in float32. The Gram
-  // matrix, P and its inverse root are computed in at least float32 either way.
-  TORCH_ARG(bool, float32_state) = true;
-
- public:
+  using betas_t = optim::betas_t;
+  BLOCKOPT_OPTION_FIELDS(BLOCKOPT_ASGO_FIELDS)
 };
 
 struct ASGOParamState : public torch::optim::OptimizerCloneableParamState<ASGOParamState>,

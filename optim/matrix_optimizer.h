@@ -99,14 +99,4 @@ void load_matrix_optimizer(torch::serialize::InputArchive& archive,
   });
 }
 
-// Checks the fallback fields every matrix optimizer's Options carries.
-template <typename Options>
-void validate_fallback_options(const Options& options, const std::string& name) {
-  check_lr(options.fallback_lr(), name + " fallback");
-  check_beta(std::get<0>(options.fallback_betas()), "fallback beta1", name);
-  check_beta(std::get<1>(options.fallback_betas()), "fallback beta2", name);
-  check_non_negative(options.fallback_eps(), "fallback_eps", name);
-  check_non_negative(options.fallback_weight_decay(), "fallback_weight_decay", name);
-}
-
 }  // namespace blockopt::optim

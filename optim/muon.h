@@ -3,47 +3,55 @@
 //   B <- mu B + (1-mu) G ;  D = (1-mu) G + mu B (nesterov) or B
 //   W <- W (1 - lr wd) - lr s(rows, cols) NS(D)
 // Non-matrix tensors (by name, routing.h) run the AdamW fallback.
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/options.h>
 #include <blockopt/optim/newton_schulz.h>
 #include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
 
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace blockopt::optim {
 
+// Shape factor s(rows, cols) of the update (muon_scale).
+enum class MuonScale { original, match_rms_adamw, none };
+template <>
+struct EnumNames<MuonScale> {
+  static constexpr std::array<std::pair<MuonScale, const char*>, 3> values{
+      {{MuonScale::original, "original"},
+       {MuonScale::match_rms_adamw, "match_rms_adamw"},
+       {MuonScale::none, "none"}}};
+};
+
+// The momentum and Newton-Schulz fields of Muon and NorMuon (orthogonalised_momentum), and
+// their float32_state, in config order.
+#define BLOCKOPT_MUON_COMMON_FIELDS(X)                                           \
+  X(double, lr, 0.02, Rule::lr(), "learning rate")                               \
+  X(double, momentum, 0.95, Rule::unit_interval(), "EMA momentum mu")            \
+  X(bool, nesterov, true, Rule::any(), "D = (1-mu) G + mu B instead of B")       \
+  X(double, weight_decay, 0.0, Rule::non_negative(), "decoupled decay")          \
+  X(int64_t, ns_steps, 5, Rule::at_least(0), "quintic Newton-Schulz iterations") \
+  X(NsEpsMode, ns_eps_mode, NsEpsMode::add, Rule::any(),                         \
+    "`add`: X/(‖X‖+1e-7); `clamp`: X/max(‖X‖,1e-7)")                             \
+  X(NsDtype, ns_dtype, NsDtype::parameter, Rule::any(),                          \
+    "\"\" (parameter dtype) or `bfloat16` (imitates the official kernels)")      \
+  BLOCKOPT_FLOAT32_STATE_FIELD(X)
+
+#define BLOCKOPT_MUON_FIELDS(X)                         \
+  BLOCKOPT_MUON_COMMON_FIELDS(X)                        \
+  BLOCKOPT_FALLBACK_FIELDS(X, 3e-4, 1e-10)              \
+  X(MuonScale, scale, MuonScale::original, Rule::any(), \
+    "`original` sqrt(max(1,rows/cols)); `match_rms_adamw` 0.2 sqrt(max(rows,cols)); `none` 1")
+
 // One Options type for matrix and fallback groups (torch::optim::serialize needs one type):
 // in a fallback group (use_fallback) lr/weight_decay are the AdamW ones, copied from
 // fallback_lr/fallback_weight_decay by the named-parameter constructor.
-struct MuonOptions : public torch::optim::OptimizerCloneableOptions<MuonOptions> {
+struct MuonOptions : public FieldOptions<MuonOptions> {
+  static constexpr const char* kName = "Muon";
   MuonOptions(double lr = 0.02);  // NOLINT(google-explicit-constructor): mirrors torch::optim
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void validate() const;
-
-  using betas_t = std::tuple<double, double>;
-  TORCH_ARG(double, lr) = 0.02;
-  TORCH_ARG(double, momentum) = 0.95;
-  TORCH_ARG(bool, nesterov) = true;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(int64_t, ns_steps) = 5;
-  TORCH_ARG(std::string, ns_eps_mode) = "add";  // add | clamp
-  TORCH_ARG(std::string, scale) = "original";   // original | match_rms_adamw | none
-  TORCH_ARG(std::string, ns_dtype) = "";        // "" (parameter dtype) | bfloat16
-  TORCH_ARG(bool, use_fallback) = false;
-  TORCH_ARG(double, fallback_lr) = 3e-4;
-  TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
-  TORCH_ARG(double, fallback_eps) = 1e-10;
-  TORCH_ARG(double, fallback_weight_decay) = 0.0;
-  // bf16/fp16 parameters: state and a master copy of the parameter in float32.
-  TORCH_ARG(bool, float32_state) = true;
-
- public:
+  using betas_t = optim::betas_t;
+  BLOCKOPT_OPTION_FIELDS(BLOCKOPT_MUON_FIELDS)
 };
 
 struct MuonParamState : public torch::optim::OptimizerCloneableParamState<MuonParamState>,
@@ -90,8 +98,8 @@ torch::Tensor orthogonalised_momentum(const torch::Tensor& param, const torch::T
       .to(param.scalar_type());
 }
 
-// Shape factor s(rows, cols) for `scale`: original sqrt(max(1, rows/cols)),
-// match_rms_adamw 0.2 sqrt(max(rows, cols)), none 1.
-double muon_scale(const std::string& scale, int64_t rows, int64_t cols);
+// Shape factor s(rows, cols): original sqrt(max(1, rows/cols)), match_rms_adamw
+// 0.2 sqrt(max(rows, cols)), none 1.
+double muon_scale(MuonScale scale, int64_t rows, int64_t cols);
 
 }  // namespace blockopt::optim

@@ -1,10 +1,8 @@
 #include <blockopt/optim/newton_schulz.h>
 
-#include <stdexcept>
-
 namespace blockopt::optim {
 
-torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, const std::string& eps_mode,
+torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, NsEpsMode eps_mode,
                             std::optional<torch::ScalarType> dtype) {
   TORCH_CHECK(matrix.dim() == 2, "newton_schulz: expected a matrix, got ", matrix.sizes());
   constexpr double a = 3.4445, b = -4.7750, c = 2.0315;
@@ -12,7 +10,7 @@ torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, const st
   const bool transposed = x.size(0) > x.size(1);
   if (transposed) x = x.t();
   auto norm = x.norm();
-  x = eps_mode == "clamp" ? x / norm.clamp_min(1e-7) : x / (norm + 1e-7);
+  x = eps_mode == NsEpsMode::clamp ? x / norm.clamp_min(1e-7) : x / (norm + 1e-7);
   x = x.contiguous();
   for (int64_t k = 0; k < steps; ++k) {
     auto gram = x.mm(x.t());                                   // A = X X^T, (r, r)
@@ -22,11 +20,9 @@ torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, const st
   return transposed ? x.t() : x;
 }
 
-std::optional<torch::ScalarType> ns_compute_dtype(const std::string& name) {
-  if (name.empty()) return std::nullopt;
-  if (name == "bfloat16") return torch::kBFloat16;
-  throw std::invalid_argument("ns_dtype must be empty (parameter dtype) or 'bfloat16', got '" +
-                              name + "'");
+std::optional<torch::ScalarType> ns_compute_dtype(NsDtype dtype) {
+  if (dtype == NsDtype::bfloat16) return torch::kBFloat16;
+  return std::nullopt;
 }
 
 }  // namespace blockopt::optim

@@ -1,20 +1,37 @@
 #pragma once
 // Quintic Newton-Schulz orthogonalisation (Muon): approximately U V^T for G = U S V^T.
+#include <blockopt/optim/options.h>
+
 #include <torch/torch.h>
 
 #include <optional>
-#include <string>
 
 namespace blockopt::optim {
 
+// X / (||X|| + 1e-7) or X / max(||X||, 1e-7).
+enum class NsEpsMode { add, clamp };
+template <>
+struct EnumNames<NsEpsMode> {
+  static constexpr std::array<std::pair<NsEpsMode, const char*>, 2> values{
+      {{NsEpsMode::add, "add"}, {NsEpsMode::clamp, "clamp"}}};
+};
+
+// The Newton-Schulz compute dtype: the parameter's ("") or bfloat16.
+enum class NsDtype { parameter, bfloat16 };
+template <>
+struct EnumNames<NsDtype> {
+  static constexpr std::array<std::pair<NsDtype, const char*>, 2> values{
+      {{NsDtype::parameter, ""}, {NsDtype::bfloat16, "bfloat16"}}};
+};
+
 // G: (rows, cols). Transposes when rows > cols, normalises X = G / (||G||_F + 1e-7)
-// (eps_mode "add") or G / max(||G||_F, 1e-7) ("clamp"), then `steps` times
+// (NsEpsMode::add) or G / max(||G||_F, 1e-7) (clamp), then `steps` times
 //   A = X X^T ;  X = a X + (b A + c A A) X     with (a, b, c) = (3.4445, -4.7750, 2.0315).
 // Computed in `dtype` (default: G's dtype); the result has that dtype.
-torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, const std::string& eps_mode,
+torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, NsEpsMode eps_mode,
                             std::optional<torch::ScalarType> dtype = std::nullopt);
 
-// "" (parameter dtype) or "bfloat16" -> the NS compute dtype; throws for anything else.
-std::optional<torch::ScalarType> ns_compute_dtype(const std::string& name);
+// The NS compute dtype: none (the parameter's) or kBFloat16.
+std::optional<torch::ScalarType> ns_compute_dtype(NsDtype dtype);
 
 }  // namespace blockopt::optim

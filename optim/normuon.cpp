@@ -9,58 +9,6 @@ namespace blockopt::optim {
 
 NorMuonOptions::NorMuonOptions(double lr) : lr_(lr) {}
 
-void NorMuonOptions::validate() const {
-  const std::string name = "NorMuon";
-  check_lr(lr(), name);
-  check_beta(momentum(), "momentum", name);
-  check_beta(beta2(), "beta2", name);
-  check_non_negative(weight_decay(), "weight_decay", name);
-  require(ns_steps() >= 0, name, "ns_steps must be >= 0");
-  require(ns_eps_mode() == "add" || ns_eps_mode() == "clamp", name,
-          "ns_eps_mode must be add or clamp, got '" + ns_eps_mode() + "'");
-  require(ns_dtype().empty() || ns_dtype() == "bfloat16", name,
-          "ns_dtype must be empty or bfloat16, got '" + ns_dtype() + "'");
-  require(final_scale() == "preserve_norm" || final_scale() == "rms", name,
-          "final_scale must be preserve_norm or rms, got '" + final_scale() + "'");
-  validate_fallback_options(*this, name);
-}
-
-void NorMuonOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(nesterov);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_steps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_eps_mode);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(ns_dtype);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(beta2);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(final_scale);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(use_fallback);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_betas);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_eps);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(fallback_weight_decay);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(float32_state);
-}
-
-void NorMuonOptions::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, momentum);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, nesterov);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, weight_decay);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, ns_steps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, ns_eps_mode);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, ns_dtype);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, beta2);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(std::string, final_scale);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(bool, use_fallback);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(betas_t, fallback_betas);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_eps);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, fallback_weight_decay);
-  BLOCKOPT_DESERIALIZE_OPTIONAL_ARG(bool, float32_state);
-}
-
 void NorMuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);
@@ -119,7 +67,7 @@ torch::Tensor NorMuon::step(LossClosure closure) {
         auto normalized = ortho / (state.second_moment().sqrt() + 1e-10);  // O'
         auto normalized_norm = normalized.norm() + 1e-10;
         torch::Tensor update;
-        if (options.final_scale() == "preserve_norm") {
+        if (options.final_scale() == NorMuonFinalScale::preserve_norm) {
           const double shape = std::sqrt(std::max(1.0, static_cast<double>(rows) / cols));
           update = normalized * (ortho.norm() / normalized_norm * shape);
         } else {

@@ -5,45 +5,37 @@
 //   preserve_norm: U = O' ||O||_F / (||O'||_F + 1e-10) sqrt(max(1, rows/cols))
 //   rms:           U = O' 0.2 sqrt(rows cols) / (||O'||_F + 1e-10)
 //   W <- W (1 - lr wd) - lr U
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/muon.h>
 #include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
 
 #include <string>
-#include <tuple>
 #include <vector>
 
 namespace blockopt::optim {
 
+// U from O' (header): preserve_norm (official code) or rms (paper).
+enum class NorMuonFinalScale { preserve_norm, rms };
+template <>
+struct EnumNames<NorMuonFinalScale> {
+  static constexpr std::array<std::pair<NorMuonFinalScale, const char*>, 2> values{
+      {{NorMuonFinalScale::preserve_norm, "preserve_norm"}, {NorMuonFinalScale::rms, "rms"}}};
+};
+
+#define BLOCKOPT_NORMUON_FIELDS(X)                                                         \
+  BLOCKOPT_MUON_COMMON_FIELDS(X)                                                           \
+  BLOCKOPT_FALLBACK_FIELDS(X, 3e-4, 1e-10)                                                 \
+  X(double, beta2, 0.95, Rule::unit_interval(), "decay of the per-row second moment of O") \
+  X(NorMuonFinalScale, final_scale, NorMuonFinalScale::preserve_norm, Rule::any(),         \
+    "`preserve_norm` (official code) or `rms` (paper: 0.2 sqrt(rows cols)/‖O'‖)")
+
 // One Options type for matrix and fallback groups; see MuonOptions.
-struct NorMuonOptions : public torch::optim::OptimizerCloneableOptions<NorMuonOptions> {
+struct NorMuonOptions : public FieldOptions<NorMuonOptions> {
+  static constexpr const char* kName = "NorMuon";
   NorMuonOptions(double lr = 0.02);  // NOLINT(google-explicit-constructor): mirrors torch::optim
-  double get_lr() const override { return lr(); }
-  void set_lr(const double lr) override { this->lr(lr); }
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void validate() const;
-
-  using betas_t = std::tuple<double, double>;
-  TORCH_ARG(double, lr) = 0.02;
-  TORCH_ARG(double, momentum) = 0.95;
-  TORCH_ARG(bool, nesterov) = true;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(int64_t, ns_steps) = 5;
-  TORCH_ARG(std::string, ns_eps_mode) = "add";          // add | clamp
-  TORCH_ARG(std::string, ns_dtype) = "";                // "" (parameter dtype) | bfloat16
-  TORCH_ARG(double, beta2) = 0.95;
-  TORCH_ARG(std::string, final_scale) = "preserve_norm";  // preserve_norm | rms
-  TORCH_ARG(bool, use_fallback) = false;
-  TORCH_ARG(double, fallback_lr) = 3e-4;
-  TORCH_ARG(betas_t, fallback_betas) = std::make_tuple(0.9, 0.95);
-  TORCH_ARG(double, fallback_eps) = 1e-10;
-  TORCH_ARG(double, fallback_weight_decay) = 0.0;
-  // bf16/fp16 parameters: state and a master copy of the parameter in float32.
-  TORCH_ARG(bool, float32_state) = true;
-
- public:
+  using betas_t = optim::betas_t;
+  BLOCKOPT_OPTION_FIELDS(BLOCKOPT_NORMUON_FIELDS)
 };
 
 struct NorMuonParamState : public torch::optim::OptimizerCloneableParamState<NorMuonParamState>,

@@ -76,7 +76,7 @@ TEST_P(OptimBlocksAgree, AdamMiniRoutingAndHessianProbe) {
   for (const auto& t : expected) named.insert(t.name, torch::zeros(t.shape));
   const auto infos = param_infos(named);
 
-  AdamMini adam_mini(named, AdamMiniOptions().head_dim(kHeadDim).partition("gpt"));
+  AdamMini adam_mini(named, AdamMiniOptions().head_dim(kHeadDim).partition(AdamMiniPartition::gpt));
   const auto probe = hessian::make_partition("per_head", infos, kHeadDim);
   const auto routed = route_parameters(named, RoutingRule{});
   std::set<const void*> fallback;

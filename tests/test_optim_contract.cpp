@@ -199,7 +199,8 @@ TEST(OptimAdamMini, ElementwiseAndAdamWEqualTorchAdamW) {
   const auto expected = run_steps(torch_adamw, reference_params, 5);
   for (const bool fused : {false, true}) {
     auto mini_params = make_params(), adamw_params = make_params();
-    bo::AdamMini mini(mini_params, bo::AdamMiniOptions(1e-2).weight_decay(0.1).partition("elementwise"));
+    bo::AdamMini mini(mini_params, bo::AdamMiniOptions(1e-2).weight_decay(0.1).partition(
+                                       bo::AdamMiniPartition::elementwise));
     std::vector<torch::Tensor> adamw_tensors;
     for (const auto& item : adamw_params) adamw_tensors.push_back(item.value());
     bo::AdamW adamw(adamw_tensors, bo::AdamWOptions(1e-2).weight_decay(0.1));
@@ -298,10 +299,11 @@ TEST(OptimMatrix, Bfloat16NewtonSchulzOnFloat32Parameters) {
     OptimizerPtr fp32, bf16;
     if (normuon) {
       fp32 = std::make_unique<bo::NorMuon>(a, bo::NorMuonOptions(0.02));
-      bf16 = std::make_unique<bo::NorMuon>(b, bo::NorMuonOptions(0.02).ns_dtype("bfloat16"));
+      bf16 = std::make_unique<bo::NorMuon>(b,
+                                           bo::NorMuonOptions(0.02).ns_dtype(bo::NsDtype::bfloat16));
     } else {
       fp32 = std::make_unique<bo::Muon>(a, bo::MuonOptions(0.02));
-      bf16 = std::make_unique<bo::Muon>(b, bo::MuonOptions(0.02).ns_dtype("bfloat16"));
+      bf16 = std::make_unique<bo::Muon>(b, bo::MuonOptions(0.02).ns_dtype(bo::NsDtype::bfloat16));
     }
     for (int64_t t = 1; t <= 3; ++t) {
       set_grads(a, t);
@@ -320,7 +322,7 @@ TEST(OptimMatrix, Bfloat16NewtonSchulzOnFloat32Parameters) {
 
 // Singular P (rank-1 gradients, as for K projections behind LayerNorm): both roots finite.
 TEST(OptimMatrix, AsgoRootsStayFiniteOnSingularPreconditioner) {
-  for (const std::string root : {"polar_express", "eigh"}) {
+  for (const auto root : {bo::ASGORoot::polar_express, bo::ASGORoot::eigh}) {
     bo::NamedParameters named;
     named.insert("h.0.attn.wk.weight", torch::randn({16, 32}, torch::kFloat64).set_requires_grad(true));
     bo::ASGO asgo(named, bo::ASGOOptions(1e-2).root(root));
@@ -329,8 +331,8 @@ TEST(OptimMatrix, AsgoRootsStayFiniteOnSingularPreconditioner) {
       named[0].value().mutable_grad() = u.mm(v);  // rank 1
       asgo.step();
     }
-    EXPECT_TRUE(torch::isfinite(named[0].value()).all().item<bool>()) << root;
-    EXPECT_EQ(asgo.nan_roots(), 0) << root;
+    EXPECT_TRUE(torch::isfinite(named[0].value()).all().item<bool>()) << bo::enum_name(root);
+    EXPECT_EQ(asgo.nan_roots(), 0) << bo::enum_name(root);
   }
 }
 

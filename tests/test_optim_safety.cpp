@@ -275,11 +275,13 @@ TEST(OptimSafetyCheckpointKeys, BothKeyFormatsResumeOrAreRefusedWithStateKept) {
 
 TEST(OptimSafetyAdamMini, LoadRebuildsThePartitionOfTheCheckpoint) {
   auto original = make_params();
-  bo::AdamMini gpt(original, bo::AdamMiniOptions(1e-2).head_dim(4).partition("gpt"));
+  const auto options = bo::AdamMiniOptions(1e-2).head_dim(4);
+  bo::AdamMini gpt(original, bo::AdamMiniOptions(options).partition(bo::AdamMiniPartition::gpt));
   run_steps(gpt, original, 1, 3);
   const auto saved = save_to_string(gpt);
   auto resumed = clone_params(original);
-  bo::AdamMini elementwise(resumed, bo::AdamMiniOptions(1e-2).head_dim(4).partition("elementwise"));
+  bo::AdamMini elementwise(resumed,
+                           bo::AdamMiniOptions(options).partition(bo::AdamMiniPartition::elementwise));
   load_from_string(elementwise, saved);
   EXPECT_EQ(elementwise.partition_summary(), gpt.partition_summary());
   run_steps(gpt, original, 4, 5);
@@ -312,9 +314,9 @@ TEST(OptimSafetyASGO, SideChangedAfterLoadIsRefused) {
   run_steps(asgo, named, 1, 2);
   const auto saved = save_to_string(asgo);
   auto resumed = clone_params(named);
-  bo::ASGO loaded(resumed, bo::ASGOOptions(1e-2).side("left"));
+  bo::ASGO loaded(resumed, bo::ASGOOptions(1e-2).side(bo::ASGOSide::left));
   load_from_string(loaded, saved);  // installs the checkpoint's options: side auto
-  static_cast<bo::ASGOOptions&>(loaded.param_groups().at(0).options()).side("left");
+  static_cast<bo::ASGOOptions&>(loaded.param_groups().at(0).options()).side(bo::ASGOSide::left);
   set_grads(resumed, 3);
   EXPECT_THAT(error_of([&] { loaded.step(); }), HasSubstr("built on the right side"));
 }

@@ -1,5 +1,6 @@
 // The blockopt command line: a thin layer over blockopt_experiments.
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/optimizer_factory.h>
 #include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/runtime.h>
@@ -48,6 +49,12 @@ int main(int argc, char** argv) {
       "bench", "run blockopt_bench; arguments pass through (e.g. --benchmark_filter=AdamW)");
   bench_cmd->prefix_command();
 
+  std::string options_optimizer;
+  auto* options_cmd = app.add_subcommand(
+      "options", "print optimizer options as markdown tables (those of docs/optimizers.md)");
+  options_cmd->add_option("optimizer", options_optimizer, "one optimizer (default: all)")
+      ->check(CLI::IsMember(blockopt::optim::documented_optimizers()));
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -94,6 +101,14 @@ int main(int argc, char** argv) {
       const auto result = ex::verify_case(case_path, dtype);
       std::cout << result.to_json().dump() << std::endl;
       return result.pass ? 0 : 1;
+    }
+    if (*options_cmd) {
+      for (const auto& name : blockopt::optim::documented_optimizers()) {
+        if (options_optimizer.empty() || options_optimizer == name) {
+          std::cout << "`" << name << "`:\n\n" << blockopt::optim::options_markdown(name) << "\n";
+        }
+      }
+      return 0;
     }
     if (*bench_cmd) {
       // The benchmarks live in their own executable, installed beside this one.
