@@ -2,6 +2,8 @@
 // YAML run configuration with strict checking. Every value is read through a ConfigNode,
 // which records what was used (the default when the key is absent) into the resolved config;
 // keys nobody read are reported as unknown, naming the YAML path and line.
+#include <blockopt/experiments/detail/config.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include <fmt/format.h>
@@ -102,22 +104,6 @@ class ConfigNode {
 // ---- template implementation ----
 
 template <typename T>
-struct ConfigTypeName {
-  static const char* name() {
-    if constexpr (std::is_same_v<T, bool>) return "a boolean";
-    else if constexpr (std::is_integral_v<T>) return "an integer";
-    else if constexpr (std::is_floating_point_v<T>) return "a number";
-    else if constexpr (std::is_same_v<T, std::string>) return "a string";
-    else return "a list";
-  }
-};
-
-template <typename T>
-struct IsNumberList : std::false_type {};
-template <typename T>
-struct IsNumberList<std::vector<T>> : std::is_floating_point<T> {};
-
-template <typename T>
 T ConfigNode::convert(const YAML::Node& value, const std::string& key) const {
   try {
     if constexpr (std::is_same_v<T, std::string>) {
@@ -130,13 +116,13 @@ T ConfigNode::convert(const YAML::Node& value, const std::string& key) const {
     }
     T result = value.as<T>();
     if constexpr (std::is_floating_point_v<T>) check_finite(result, key);
-    if constexpr (IsNumberList<T>::value) {
+    if constexpr (detail::IsNumberList<T>::value) {
       for (const auto number : result) check_finite(number, key);
     }
     return result;
   } catch (const YAML::Exception&) {
     std::string shown = value.IsScalar() ? "'" + value.Scalar() + "'" : "a non-scalar value";
-    fail(key, fmt::format("expected {}, got {}", ConfigTypeName<T>::name(), shown));
+    fail(key, fmt::format("expected {}, got {}", detail::ConfigTypeName<T>::name(), shown));
   }
 }
 

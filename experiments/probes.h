@@ -17,6 +17,7 @@ namespace blockopt::experiments {
 
 struct ProbeSpec {
   std::string type;             // block_norms | full_hessian | lanczos | hutchinson | slq
+                                // (experiments/probes/<type>.cpp, listed in probes/registry.cpp)
   int64_t every = 0;            // probe at steps 0, every, 2 every, ... (0 = use `steps`)
   std::vector<int64_t> steps;   // explicit probe steps (0 = at initialisation)
   std::string partition = "per_tensor";  // per_tensor | per_row | per_head
@@ -36,6 +37,7 @@ std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes);
 
 class HessianProbe : public Callback {
  public:
+  // Throws std::invalid_argument for a spec of an unknown type.
   HessianProbe(std::vector<ProbeSpec> specs, std::filesystem::path dir, uint64_t seed);
   void on_train_begin(Trainer& trainer) override;  // probes due at the current step (e.g. 0)
   void on_step_end(Trainer& trainer, const StepMetrics& m) override;
@@ -49,23 +51,5 @@ class HessianProbe : public Callback {
   uint64_t seed_;
   std::unique_ptr<JsonlWriter> writer_;
 };
-
-// numpy .npy (format 1.0, little-endian, C order) of a float32/float64/int64 tensor.
-void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor);
-// Heatmap PNG of a matrix (downsampled by max-pooling to at most max_side pixels) with a
-// colour bar on the right; `log_scale` maps log10 of the values. Returns the [lo, hi] range.
-std::pair<double, double> write_heatmap_png(const std::filesystem::path& path,
-                                            const torch::Tensor& matrix, bool log_scale,
-                                            int64_t max_side = 800);
-
-// Marchenko-Pastur law fitted by moments (mean = sigma^2, variance = q sigma^4) to a set of
-// eigenvalues, with the histogram and the fitted density at the bin centres.
-struct MarchenkoPasturFit {
-  double sigma2 = 0.0;
-  double ratio = 0.0;  // q
-  torch::Tensor edges, counts, density;  // (bins + 1), (bins), (bins) fitted pdf x count scale
-};
-MarchenkoPasturFit fit_marchenko_pastur(const torch::Tensor& eigenvalues, int64_t bins = 60);
-void write_histogram_png(const std::filesystem::path& path, const MarchenkoPasturFit& fit);
 
 }  // namespace blockopt::experiments

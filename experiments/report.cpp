@@ -1,5 +1,5 @@
 #include <blockopt/experiments/report.h>
-#include <blockopt/experiments/svg.h>
+#include <blockopt/experiments/detail/svg.h>
 #include <blockopt/experiments/sweep.h>
 #include <blockopt/experiments/theory.h>
 
@@ -10,6 +10,8 @@
 #include <map>
 
 namespace blockopt::experiments {
+
+namespace svg = detail::svg;
 
 namespace {
 

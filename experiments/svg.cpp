@@ -1,4 +1,4 @@
-#include <blockopt/experiments/svg.h>
+#include <blockopt/experiments/detail/svg.h>
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-namespace blockopt::experiments::svg {
+namespace blockopt::experiments::detail::svg {
 
 std::string escape(const std::string& text) {
   std::string out;
@@ -148,4 +148,4 @@ std::string bar_plot(const Axes& axes, const std::vector<std::string>& labels,
   return out + "</svg>";
 }
 
-}  // namespace blockopt::experiments::svg
+}  // namespace blockopt::experiments::detail::svg

@@ -1,8 +1,8 @@
 #pragma once
 // A sweep: one config expanded into a grid of runs (optimizer x any config values, e.g.
-// data.classes, x lr multiplier x seed), each
-// run in its own process and run directory, then compared (seed spread, steps and wall time
-// to a target loss, lr sensitivity, memory).
+// data.classes, x lr multiplier x seed), each run in its own process and run directory, then
+// compared (seed spread, steps and wall time to a target loss, lr sensitivity, memory).
+// Expanded in sweep_plan.cpp, run in sweep_runner.cpp, compared in sweep_compare.cpp.
 #include <blockopt/experiments/run_dir.h>
 
 #include <yaml-cpp/yaml.h>

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <stdexcept>
+#include <utility>
 
 namespace blockopt::experiments {
 
@@ -74,6 +76,21 @@ double sample_sd(const std::vector<double>& v) {
   return std::sqrt(sum_sq / static_cast<double>(v.size() - 1));
 }
 
+// A table row as (column, value) cells, so each value is written next to its column's name.
+// theory.json keeps the names once, in "columns", and each row as a list in that order.
+using Row = std::vector<std::pair<std::string, nlohmann::json>>;
+
+void add_row(nlohmann::json& table, const Row& row) {
+  nlohmann::json columns = nlohmann::json::array(), values = nlohmann::json::array();
+  for (const auto& [column, value] : row) {
+    columns.push_back(column);
+    values.push_back(value);
+  }
+  if (!table.contains("columns")) table["columns"] = columns;
+  if (table["columns"] != columns) throw std::logic_error("theory table rows with different columns");
+  table["rows"].push_back(values);
+}
+
 nlohmann::json series(const std::string& name, const std::vector<double>& x,
                       const std::vector<double>& y, bool line) {
   return {{"name", name}, {"x", x}, {"y", y}, {"line", line}};
@@ -84,14 +101,14 @@ double classes_of(const ProbedRun& r) { return config_number(r, "data", "classes
 const nlohmann::json& first_probe(const ProbedRun& r) { return r.probes.front(); }
 
 nlohmann::json linear_ce_ratio(const std::vector<ProbedRun>& runs) {
-  nlohmann::json table = {{"claim", "linear model + CE, N >> d: mean r_ij -> 1/(C-1)"},
-                          {"columns", {"C", "seeds", "measured mean r_ij", "predicted 1/(C-1)", "(C-1) r_ij"}}};
+  nlohmann::json table = {{"claim", "linear model + CE, N >> d: mean r_ij -> 1/(C-1)"}};
   std::map<double, std::vector<double>> by_classes;  // C -> mean r_ij per seed
   for (const auto& run : runs) by_classes[classes_of(run)].push_back(first_probe(run)["ratio_mean"].get<double>());
   std::vector<double> cs, measured, predicted;
   for (const auto& [c, values] : by_classes) {
     const double m = mean(values), p = 1.0 / (c - 1.0);
-    table["rows"].push_back({c, values.size(), m, p, m / p});
+    add_row(table, {{"C", c}, {"seeds", values.size()}, {"measured mean r_ij", m},
+                    {"predicted 1/(C-1)", p}, {"(C-1) r_ij", m / p}});
     table["checks"].push_back({{"quantity", fmt::format("(C-1) r_ij at C = {}", c)}, {"measured", m / p}, {"predicted", 1.0}});
     cs.push_back(c);
     measured.push_back(m);
@@ -113,9 +130,7 @@ double theorem1_limit(double gamma, double s) {
 
 nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
-      {"claim", "Theorem 1, linear model + CE: C^2 mean r_ij^2 -> (g e^{2s} + 1)/(g e^s + 1), g = d/N, s = logit variance"},
-      {"columns", {"init", "g = d/N", "C", "seeds", "measured C^2 r^2", "sd over seeds", "predicted",
-                   "measured / predicted"}}};
+      {"claim", "Theorem 1, linear model + CE: C^2 mean r_ij^2 -> (g e^{2s} + 1)/(g e^s + 1), g = d/N, s = logit variance"}};
   std::map<std::string, std::map<double, std::vector<double>>> values;  // init -> gamma -> C^2 r^2
   std::map<std::string, double> classes;
   for (const auto& run : runs) {
@@ -130,7 +145,9 @@ nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
     std::vector<double> gammas, measured, predicted;
     for (const auto& [gamma, v] : by_gamma) {
       const double m = mean(v), p = theorem1_limit(gamma, logit_variance(init));
-      table["rows"].push_back({init, gamma, classes[init], v.size(), m, sample_sd(v), p, m / p});
+      add_row(table, {{"init", init}, {"g = d/N", gamma}, {"C", classes[init]}, {"seeds", v.size()},
+                      {"measured C^2 r^2", m}, {"sd over seeds", sample_sd(v)}, {"predicted", p},
+                      {"measured / predicted", m / p}});
       table["checks"].push_back({{"quantity", fmt::format("C^2 r^2 ({}, g = {:.3g})", init, gamma)},
                                  {"measured", m}, {"predicted", p}});
       gammas.push_back(gamma);
@@ -157,8 +174,7 @@ std::vector<double> reference_line(const std::vector<double>& cs, const std::vec
 nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
       {"claim", "Theorem 2, 1 hidden layer: mean r_ij^2 ~ C^slope; hidden rows slope -1, output rows "
-                "slope -2 (CE); output rows exactly 0 (MSE). Slopes fitted on all but the smallest C."},
-      {"columns", {"loss", "C", "seeds", "hidden rows mean r^2", "output rows mean r^2"}}};
+                "slope -2 (CE); output rows exactly 0 (MSE). Slopes fitted on all but the smallest C."}};
   // loss -> C -> (hidden, output) values over seeds
   std::map<std::string, std::map<double, std::pair<std::vector<double>, std::vector<double>>>> values;
   for (const auto& run : runs) {
@@ -175,7 +191,8 @@ nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
       cs.push_back(c);
       hidden.push_back(mean(v.first));
       output.push_back(mean(v.second));
-      table["rows"].push_back({loss, c, v.first.size(), hidden.back(), output.back()});
+      add_row(table, {{"loss", loss}, {"C", c}, {"seeds", v.first.size()},
+                      {"hidden rows mean r^2", hidden.back()}, {"output rows mean r^2", output.back()}});
     }
     table["checks"].push_back({{"quantity", loss + ": hidden rows slope in C"},
                                {"measured", log_log_slope(cs, hidden)}, {"predicted", -1.0}});
@@ -198,8 +215,7 @@ nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
 
 nlohmann::json training_dynamics(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
-      {"claim", "dynamic force: cross-layer blocks (H_wv ~ optimality gap) shrink as training proceeds"},
-      {"columns", {"run", "step", "probe loss", "mean r^2", "cross-layer mean r^2"}}};
+      {"claim", "dynamic force: cross-layer blocks (H_wv ~ optimality gap) shrink as training proceeds"}};
   nlohmann::json plot_series = nlohmann::json::array();
   for (const auto& run : runs) {
     std::vector<double> steps, cross;
@@ -217,8 +233,9 @@ nlohmann::json training_dynamics(const std::vector<ProbedRun>& runs) {
       }
       steps.push_back(record["step"].get<double>());
       cross.push_back(count > 0 ? sum / count : std::nan(""));
-      table["rows"].push_back({run.id, record["step"], record.value("loss", std::nan("")),
-                               record["ratio_sq_mean"], cross.back()});
+      add_row(table, {{"run", run.id}, {"step", record["step"]},
+                      {"probe loss", record.value("loss", std::nan(""))},
+                      {"mean r^2", record["ratio_sq_mean"]}, {"cross-layer mean r^2", cross.back()}});
     }
     if (steps.size() > 1) {
       table["checks"].push_back({{"quantity", run.id + ": cross-layer r^2, last probe / first probe"},

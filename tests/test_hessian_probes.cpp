@@ -1,4 +1,5 @@
 // The probe callback: outputs in the run directory, and training is bit-identical with it.
+#include <blockopt/experiments/detail/npy.h>
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run.h>
 
@@ -84,8 +85,8 @@ TEST(HessianProbe, WritesOutputsAndLeavesTrainingBitIdentical) {
 TEST(HessianProbe, NpyFilesLoadInNumpy) {
   const auto dir = std::filesystem::temp_directory_path() / "blockopt_npy_test";
   std::filesystem::create_directories(dir);
-  ex::write_npy(dir / "a.npy", torch::arange(6, torch::kDouble).reshape({2, 3}));
-  ex::write_npy(dir / "b.npy", torch::arange(5, torch::kLong));
+  ex::detail::write_npy(dir / "a.npy", torch::arange(6, torch::kDouble).reshape({2, 3}));
+  ex::detail::write_npy(dir / "b.npy", torch::arange(5, torch::kLong));
   const std::string cmd =
       "/usr/bin/python3 -c \"import numpy as n; a=n.load('" + (dir / "a.npy").string() +
       "'); b=n.load('" + (dir / "b.npy").string() +
@@ -114,4 +115,12 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
     EXPECT_NE(std::string(e.what()).find("probes[3].steps"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("lanczos_steps"), std::string::npos) << e.what();
   }
+  // An unknown type lists every registered one (experiments/probes/registry.cpp).
+  auto unknown = YAML::Load(kConfig);
+  unknown["probes"][0]["type"] = "banana";
+  const auto message =
+      blockopt::test::error_of([&] { ex::build_experiment(unknown, "cfg.yaml"); });
+  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson or slq"),
+            std::string::npos)
+      << message;
 }

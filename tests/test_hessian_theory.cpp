@@ -33,6 +33,11 @@ Setting gaussian_setting(std::vector<int64_t> widths, int64_t n, uint64_t seed) 
   return s;
 }
 
+// Parameter tensors of gaussian_setting's nets: a linear model is one layer; a 1-hidden-layer
+// net has its hidden layer (one block per hidden unit) first, its output layer (one block per
+// class) second.
+constexpr int64_t kLinearLayer = 0, kHiddenLayer = 0, kOutputLayer = 1;
+
 // Mean of r_ij^2 over i != j with both blocks rows of tensor `t` (per-row partition).
 double mean_sq_ratio(const Setting& s, bm::Loss loss, int64_t t) {
   auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y, loss);
@@ -191,8 +196,9 @@ TEST(HessianTheory, TheoremOneTrendInGamma) {
   for (auto [d, n] : {std::pair<int64_t, int64_t>{20, 320}, {40, 160}, {80, 80}}) {
     std::vector<double> values;
     for (uint64_t seed = 0; seed < 3; ++seed) {
+      const auto setting = gaussian_setting({d, classes}, n, 10 + seed);
       values.push_back(classes * classes *
-                       mean_sq_ratio(gaussian_setting({d, classes}, n, 10 + seed), bm::Loss::CrossEntropy, 0));
+                       mean_sq_ratio(setting, bm::Loss::CrossEntropy, kLinearLayer));
     }
     const auto current = mean_and_standard_error(values);
     if (previous.first > 0.0) {
@@ -212,11 +218,13 @@ TEST(HessianTheory, OneHiddenLayerMseOutputBlocksAreExactlyZero) {
   auto norms = bh::block_norms(h, part);
   for (int64_t i = 0; i < part.size(); ++i) {
     for (int64_t j = 0; j < part.size(); ++j) {
-      if (i == j || part.blocks[i].tensor != 1 || part.blocks[j].tensor != 1) continue;
+      const bool both_output = part.blocks[i].tensor == kOutputLayer &&
+                               part.blocks[j].tensor == kOutputLayer;
+      if (i == j || !both_output) continue;
       EXPECT_EQ(norms[i][j].item<double>(), 0.0);
     }
   }
-  EXPECT_GT(mean_sq_ratio(s, bm::Loss::MSE, 0), 0.0);  // hidden-layer blocks are not
+  EXPECT_GT(mean_sq_ratio(s, bm::Loss::MSE, kHiddenLayer), 0.0);  // hidden-layer blocks are not
 }
 
 // Theory 3, CE: r^2 ~ C^-1 for hidden-layer blocks and C^-2 for output-layer blocks. Slopes
@@ -230,10 +238,12 @@ TEST(HessianTheory, OneHiddenLayerCrossEntropyOutputBlocksShrinkFaster) {
   for (uint64_t seed = 0; seed < 4; ++seed) {
     auto small = gaussian_setting({20, 8, 4}, 2000, 20 + seed);
     auto large = gaussian_setting({20, 8, 64}, 2000, 20 + seed);
-    const double hidden = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, 0) /
-                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, 0)) / log_range;
-    const double output = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, 1) /
-                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, 1)) / log_range;
+    const double hidden = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, kHiddenLayer) /
+                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, kHiddenLayer)) /
+                          log_range;
+    const double output = std::log(mean_sq_ratio(large, bm::Loss::CrossEntropy, kOutputLayer) /
+                                   mean_sq_ratio(small, bm::Loss::CrossEntropy, kOutputLayer)) /
+                          log_range;
     hidden_slopes.push_back(hidden);
     output_slopes.push_back(output);
     differences.push_back(output - hidden);

@@ -56,16 +56,35 @@ double measured(const nlohmann::json& theory, const std::string& quantity) {
   return std::nan("");
 }
 
-// The `column` field of a theory table row (theory.json names its columns).
-const nlohmann::json& field(const nlohmann::json& theory, const nlohmann::json& row,
-                            const std::string& column) {
+// The rows of a theory table as objects keyed by column name: theory.json stores the names
+// once, in "columns", and each row as a list in that order.
+std::vector<nlohmann::json> named_rows(const nlohmann::json& theory) {
   const auto& columns = theory["columns"];
-  for (size_t i = 0; i < columns.size(); ++i) {
-    if (columns[i] == column) return row.at(i);
+  std::vector<nlohmann::json> rows;
+  for (const auto& values : theory["rows"]) {
+    EXPECT_EQ(values.size(), columns.size()) << values.dump() << " for columns " << columns.dump();
+    nlohmann::json row = nlohmann::json::object();
+    for (size_t i = 0; i < columns.size() && i < values.size(); ++i) {
+      row[columns[i].get<std::string>()] = values[i];
+    }
+    rows.push_back(row);
   }
-  ADD_FAILURE() << "no column '" << column << "' in " << columns.dump();
-  static const nlohmann::json none;
-  return none;
+  return rows;
+}
+
+// The rows whose `column` holds `value`, in table order.
+std::vector<nlohmann::json> rows_where(const std::vector<nlohmann::json>& rows,
+                                       const std::string& column, const nlohmann::json& value) {
+  std::vector<nlohmann::json> matching;
+  for (const auto& row : rows) {
+    if (row.at(column) == value) matching.push_back(row);
+  }
+  return matching;
+}
+
+// A numeric cell; a column the table lacks throws, naming the key.
+double number(const nlohmann::json& row, const std::string& column) {
+  return row.at(column).get<double>();
 }
 
 }  // namespace
@@ -82,13 +101,16 @@ TEST(PaperTheory, LinearCrossEntropyClasses) {
   set(config, "data.dim", "10");
   config["sweep"]["grid"]["data.classes"] = YAML::Load("[2, 10, 50]");
   const auto theory = run_and_evaluate(config, "linear");
-  ASSERT_EQ(theory["rows"].size(), 3u);
-  for (const auto& row : theory["rows"]) {
-    const double scaled = field(theory, row, "(C-1) r_ij").get<double>();
+  const auto rows = named_rows(theory);
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& row : rows) {
+    const double scaled = number(row, "(C-1) r_ij");
     EXPECT_GE(scaled, 1.0 - 1e-9) << row.dump();
     EXPECT_LE(scaled, std::sqrt(10.0)) << row.dump();
   }
-  EXPECT_NEAR(field(theory, theory["rows"][0], "(C-1) r_ij").get<double>(), 1.0, 1e-9);  // C = 2
+  const auto two_classes = rows_where(rows, "C", 2.0);
+  ASSERT_EQ(two_classes.size(), 1u);
+  EXPECT_NEAR(number(two_classes[0], "(C-1) r_ij"), 1.0, 1e-9);
 }
 
 // Theorem 1 at C = 20, N = 320 (block_norms: the exact H without its spectrum), 3 seeds. The
@@ -105,26 +127,30 @@ TEST(PaperTheory, TheoremOneGamma) {
   set(config, "probes", "[{type: block_norms, steps: [0], partition: per_row}]");
   config["sweep"]["grid"]["data.dim"] = YAML::Load("[20, 40, 80]");
   const auto theory = run_and_evaluate(config, "theorem1");
-  const auto& rows = theory["rows"];  // lecun_normal at g = 1/16, 1/8, 1/4, then pytorch_default
+  const auto rows = named_rows(theory);
   ASSERT_EQ(rows.size(), 6u);
-  auto number = [&](size_t i, const char* column) { return field(theory, rows[i], column).get<double>(); };
-  // Standard error of the difference of rows i and j.
-  auto difference_error = [&](size_t i, size_t j) {
-    return std::hypot(number(i, "sd over seeds"), number(j, "sd over seeds")) / std::sqrt(number(i, "seeds"));
+  // Each init's rows in increasing g = 1/16, 1/8, 1/4.
+  const auto lecun = rows_where(rows, "init", "lecun_normal");
+  const auto pytorch = rows_where(rows, "init", "pytorch_default");
+  ASSERT_EQ(lecun.size(), 3u);
+  ASSERT_EQ(pytorch.size(), 3u);
+  // Standard error of the difference of two rows' seed means.
+  auto difference_error = [](const nlohmann::json& a, const nlohmann::json& b) {
+    return std::hypot(number(a, "sd over seeds"), number(b, "sd over seeds")) /
+           std::sqrt(number(a, "seeds"));
   };
-  for (size_t first : {0, 3}) {  // each init: smallest g against largest g
-    EXPECT_GT(number(first + 2, "measured C^2 r^2") - number(first, "measured C^2 r^2"),
-              3.0 * difference_error(first, first + 2))
-        << field(theory, rows[first], "init");
+  for (const auto* init_rows : {&lecun, &pytorch}) {  // each init: smallest g against largest g
+    const auto& smallest = init_rows->front();
+    const auto& largest = init_rows->back();
+    EXPECT_GT(number(largest, "measured C^2 r^2") - number(smallest, "measured C^2 r^2"),
+              3.0 * difference_error(smallest, largest))
+        << smallest.at("init");
   }
   for (size_t i = 0; i < 3; ++i) {
-    const size_t lecun = i, pytorch = 3 + i;
-    ASSERT_EQ(field(theory, rows[lecun], "init"), "lecun_normal");
-    ASSERT_EQ(field(theory, rows[pytorch], "init"), "pytorch_default");
-    ASSERT_EQ(number(lecun, "g = d/N"), number(pytorch, "g = d/N"));
-    EXPECT_GT(number(lecun, "measured C^2 r^2") - number(pytorch, "measured C^2 r^2"),
-              3.0 * difference_error(lecun, pytorch))
-        << "g index " << i;
+    ASSERT_EQ(number(lecun[i], "g = d/N"), number(pytorch[i], "g = d/N"));
+    EXPECT_GT(number(lecun[i], "measured C^2 r^2") - number(pytorch[i], "measured C^2 r^2"),
+              3.0 * difference_error(lecun[i], pytorch[i]))
+        << "g = " << number(lecun[i], "g = d/N");
   }
 }
 
@@ -154,10 +180,12 @@ std::pair<std::vector<double>, double> train_and_probe(YAML::Node config, const 
                                     steps / 2, steps, partition));
   const auto theory = run_and_evaluate(config, name);
   std::vector<double> losses;
-  for (const auto& row : theory["rows"]) losses.push_back(field(theory, row, "probe loss").get<double>());
+  for (const auto& row : named_rows(theory)) losses.push_back(number(row, "probe loss"));
   EXPECT_EQ(losses.size(), 3u);
+  // The one check: cross-layer r^2 at the last probe over the first.
   EXPECT_EQ(theory["checks"].size(), 1u);
-  return {losses, theory["checks"][0]["measured"].get<double>()};
+  const auto& cross_layer_check = theory["checks"].at(0);
+  return {losses, cross_layer_check["measured"].get<double>()};
 }
 
 // Dynamic force on the main figure's network, smaller: as the loss falls the cross-layer

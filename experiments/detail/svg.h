@@ -1,11 +1,11 @@
 #pragma once
-// Inline SVG plots for the HTML report.
+// Inline SVG plots for the HTML report (report.cpp).
 // NOTE: hand-written: the report must be one self-contained file with no network, and no
 // Debian C++ package renders SVG charts.
 #include <string>
 #include <vector>
 
-namespace blockopt::experiments::svg {
+namespace blockopt::experiments::detail::svg {
 
 struct Series {
   std::string name;
@@ -29,4 +29,4 @@ std::string escape(const std::string& text);
 // Colour i of a fixed qualitative palette.
 const char* colour(size_t i);
 
-}  // namespace blockopt::experiments::svg
+}  // namespace blockopt::experiments::detail::svg

@@ -1,0 +1,126 @@
+#include <blockopt/experiments/detail/marchenko_pastur.h>
+#include <blockopt/experiments/detail/npy.h>
+#include <blockopt/experiments/detail/png.h>
+#include <blockopt/experiments/detail/probe.h>
+#include <blockopt/hessian/estimators.h>
+#include <blockopt/models/mlp.h>
+
+#include <fmt/format.h>
+
+namespace blockopt::experiments::detail {
+
+namespace bh = blockopt::hessian;
+
+ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
+  ProbeTarget t;
+  std::vector<torch::Tensor> xs, ys;
+  for (const auto& batch : trainer.data().eval_batches()) {
+    xs.push_back(batch.inputs);
+    ys.push_back(batch.targets);
+  }
+  t.x = torch::cat(xs);
+  t.y = torch::cat(ys);
+  t.loss_kind = trainer.loss_kind();
+  auto& model = trainer.model();
+  auto* mlp = dynamic_cast<models::MLP*>(&model);
+  if (mlp != nullptr && !mlp->options().bias()) {
+    const auto dtype = spec.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+    for (const auto& item : model.named_parameters()) {
+      t.params.push_back(item.value().detach().to(dtype).clone().requires_grad_(true));
+      t.infos.push_back({item.key(), item.value().sizes().vec()});
+    }
+    t.activation = mlp->options().activation();
+    t.x = t.x.reshape({t.x.size(0), -1}).to(dtype);
+    t.closed_form = bh::closed_form_supported(t.params.size());
+    t.loss = [params = t.params, act = t.activation, x = t.x, y = t.y, kind = t.loss_kind] {
+      return models::compute_loss(bh::mlp_forward(params, act, x), y, kind);
+    };
+  } else {
+    for (const auto& item : model.named_parameters()) {
+      if (!item.value().requires_grad()) continue;
+      t.params.push_back(item.value());
+      t.infos.push_back({item.key(), item.value().sizes().vec()});
+    }
+    t.loss = [&model, x = t.x, y = t.y, kind = t.loss_kind] {
+      return models::compute_loss(model.forward(x), y, kind);
+    };
+  }
+  t.options = t.params.front().options().requires_grad(false);
+  return t;
+}
+
+nlohmann::json to_json(const torch::Tensor& t) {
+  auto d = t.detach().to(torch::kDouble).contiguous();
+  if (d.dim() == 0) return d.item<double>();
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t i = 0; i < d.size(0); ++i) out.push_back(to_json(d[i]));
+  return out;
+}
+
+ProbeContext::ProbeContext(const ProbeSpec& spec, ProbeTarget target, at::Generator generator,
+                           const std::filesystem::path& dir, int64_t step, size_t index)
+    : spec(spec),
+      target(std::move(target)),
+      op(this->target.loss, this->target.params),
+      generator(std::move(generator)),
+      partition(bh::make_partition(spec.partition, this->target.infos, spec.head_dim)),
+      parameter_count(op.size()),
+      record{{"step", step}, {"type", spec.type}, {"probe", index}, {"params", parameter_count},
+             {"partition", spec.partition}, {"loss", op.loss().item<double>()}},
+      dir_(dir),
+      prefix_(fmt::format("{}_{:06d}_{}", spec.type, step, index)) {}
+
+torch::Tensor ProbeContext::full_hessian() {
+  record["method"] = target.closed_form ? "closed_form" : "autograd";
+  if (target.closed_form) {
+    return bh::mlp_hessian_closed_form(target.params, target.activation, target.x, target.y,
+                                       target.loss_kind);
+  }
+  return bh::full_hessian(op);
+}
+
+void ProbeContext::estimated_block_norms() {
+  auto estimate = bh::hutchinson_block_norms(bh::as_matvec(op), partition, spec.samples,
+                                             generator, target.options);
+  record["method"] = "hutchinson";
+  block_outputs(estimate.norms);
+  save("_blocks_stderr.npy", estimate.stderr_norms);
+}
+
+void ProbeContext::save(const std::string& suffix, const torch::Tensor& t) {
+  write_npy(dir_ / (prefix_ + suffix), t);
+  files.push_back(prefix_ + suffix);
+}
+
+void ProbeContext::heatmap(const std::string& suffix, const torch::Tensor& t,
+                           const std::string& key) {
+  auto [lo, hi] = write_heatmap_png(dir_ / (prefix_ + suffix), t, /*log_scale=*/true);
+  files.push_back(prefix_ + suffix);
+  record[key] = {{"log10_min", lo}, {"log10_max", hi}};
+}
+
+void ProbeContext::block_outputs(const torch::Tensor& norms) {
+  save("_blocks.npy", norms);
+  heatmap("_blocks.png", norms, "blocks_colour_scale");
+  // r_ij = ||H_ij||_F / ||H_ii||_F, summarised (hessian/partition.h).
+  auto s = bh::off_diagonal_ratios(norms, partition);
+  record["blocks"] = partition.size();
+  record["ratio_mean"] = s.mean;
+  record["ratio_max"] = s.max;
+  record["ratio_by_tensor_pair"] = to_json(s.by_tensor_pair);
+  record["ratio_sq_mean"] = s.squared_mean;
+  record["ratio_sq_by_tensor_pair"] = to_json(s.squared_by_tensor_pair);
+  record["blocks_without_ratio"] = s.rows_without_ratio;
+}
+
+nlohmann::json ProbeContext::spectrum_fit(const std::string& suffix,
+                                          const torch::Tensor& eigenvalues) {
+  auto fit = fit_marchenko_pastur(eigenvalues);
+  const auto name = prefix_ + suffix + "_hist.png";
+  write_histogram_png(dir_ / name, fit.counts, fit.density);
+  files.push_back(name);
+  return {{"mp_sigma2", fit.sigma2}, {"mp_ratio", fit.ratio}, {"edges", to_json(fit.edges)},
+          {"counts", to_json(fit.counts)}, {"mp_density", to_json(fit.density)}};
+}
+
+}  // namespace blockopt::experiments::detail
