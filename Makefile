@@ -2,6 +2,8 @@
 # Both install missing apt packages first, then configure and build (CMake + Ninja, Release).
 BUILD_DIR ?= build
 CONFIG    ?= experiments/configs/demo.yaml
+# ctest runs this many tests at once (one per core).
+CTEST_JOBS ?= $(shell nproc)
 
 .PHONY: all setup configure build test test-long test-sanitize test-libtorch2 demo bench install clean
 
@@ -17,7 +19,7 @@ build: configure
 	cmake --build $(BUILD_DIR)
 
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure --label-exclude long
+	cd $(BUILD_DIR) && ctest --output-on-failure --label-exclude long -j$(CTEST_JOBS)
 
 # The optimizer and Hessian tests built with AddressSanitizer + UBSan (CI runs this too).
 SANITIZE_DIR ?= build-sanitize

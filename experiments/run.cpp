@@ -5,7 +5,7 @@
 #include <blockopt/experiments/runtime.h>
 #include <blockopt/experiments/theory.h>
 #include <blockopt/optim/asgo.h>
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/state.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

@@ -1,6 +1,6 @@
 #include <blockopt/experiments/trainer.h>
 #include <blockopt/experiments/run_dir.h>
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/state.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>

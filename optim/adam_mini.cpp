@@ -91,7 +91,7 @@ void adam_mini_update_reference(torch::Tensor& param, const torch::Tensor& grad,
 }
 
 void AdamMini::check_state(const AdamMiniParamState& state, const torch::Tensor& param,
-                           const AdamMiniOptions& options, const ParamSlot& slot,
+                           const AdamMiniOptions& options, const detail::ParamSlot& slot,
                            const Partition& partition) const {
   const std::string name = "Adam-mini";
   if (slot.group != 0 || slot.index >= partition.layouts.size()) {
@@ -99,29 +99,29 @@ void AdamMini::check_state(const AdamMiniParamState& state, const torch::Tensor&
                                 "(add_param_group is not supported); " + slot.name() + " has none");
   }
   const auto& layout = partition.layouts[slot.index];
-  const auto dtype = state_dtype(param, options.float32_state());
-  check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, name, slot);
-  check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel() / layout.block_size, dtype,
+  const auto dtype = detail::state_dtype(param, options.float32_state());
+  detail::check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, name, slot);
+  detail::check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel() / layout.block_size, dtype,
                      param, name, slot);
-  check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
+  detail::check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
                      name, slot);
 }
 
 torch::Tensor AdamMini::step(LossClosure closure) {
-  const torch::Tensor loss = evaluate_closure(closure);
+  const torch::Tensor loss = detail::evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  require(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.layouts.size(),
+  detail::require(param_groups_.size() == 1 && param_groups_[0].params().size() == partition_.layouts.size(),
           "Adam-mini",
           "the partition covers the constructor's parameters only (add_param_group is not "
           "supported)");
-  step_each_parameter<AdamMiniParamState, AdamMiniOptions>(
+  detail::step_each_parameter<AdamMiniParamState, AdamMiniOptions>(
       *this, "Adam-mini",
       [this](const AdamMiniParamState& state, const torch::Tensor& param,
-             const AdamMiniOptions& options, const ParamSlot& slot) {
+             const AdamMiniOptions& options, const detail::ParamSlot& slot) {
         check_state(state, param, options, slot, partition_);
       },
       [this](torch::Tensor& param, const torch::Tensor& grad, AdamMiniParamState& state,
-             const AdamMiniOptions& options, const ParamSlot& slot) {
+             const AdamMiniOptions& options, const detail::ParamSlot& slot) {
         const auto& layout = partition_.layouts[slot.index];
         if (!fused_ || !fused_adam_supported(param, grad)) {
           adam_mini_update_reference(param, grad, state, options, layout);
@@ -146,18 +146,18 @@ void AdamMini::save(torch::serialize::OutputArchive& archive) const {
 
 void AdamMini::load(torch::serialize::InputArchive& archive) {
   // The loaded options name the partition: rebuild it, then check the state against it.
-  load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this, [this] {
+  detail::load_state_and_options<AdamMiniParamState, AdamMiniOptions>(archive, *this, [this] {
     const auto& options = static_cast<const AdamMiniOptions&>(param_groups_.at(0).options());
     options.validate();
     const bool custom = options.partition() == AdamMiniPartition::custom;
-    require(!custom || custom_rule_ != nullptr, "Adam-mini",
+    detail::require(!custom || custom_rule_ != nullptr, "Adam-mini",
             "the checkpoint uses a custom partition; construct the optimizer with that rule");
     auto partition = make_partition(
         param_infos(named_params_),
         custom ? custom_rule_ : partition_rule(enum_name(options.partition()), options.head_dim()));
-    check_every_state<AdamMiniParamState, AdamMiniOptions>(
+    detail::check_every_state<AdamMiniParamState, AdamMiniOptions>(
         *this, [&](const AdamMiniParamState& state, const torch::Tensor& param,
-                   const AdamMiniOptions& group_options, const ParamSlot& slot) {
+                   const AdamMiniOptions& group_options, const detail::ParamSlot& slot) {
           check_state(state, param, group_options, slot, partition);
         });
     partition_ = std::move(partition);

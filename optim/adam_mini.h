@@ -78,7 +78,7 @@ class AdamMini : public torch::optim::Optimizer {
  private:
   // Throws unless `state` matches `param` and its block layout in `partition`.
   void check_state(const AdamMiniParamState& state, const torch::Tensor& param,
-                   const AdamMiniOptions& options, const ParamSlot& slot,
+                   const AdamMiniOptions& options, const detail::ParamSlot& slot,
                    const Partition& partition) const;
 
   NamedParameters named_params_;

@@ -62,22 +62,22 @@ void adamw_update_reference(torch::Tensor& param, const torch::Tensor& grad,
 
 namespace {
 void check_adamw_state(const AdamWParamState& state, const torch::Tensor& param,
-                       const AdamWOptions& options, const ParamSlot& slot) {
-  const auto dtype = state_dtype(param, options.float32_state());
-  check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, "AdamW", slot);
-  check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel(), dtype, param, "AdamW", slot);
-  check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
+                       const AdamWOptions& options, const detail::ParamSlot& slot) {
+  const auto dtype = detail::state_dtype(param, options.float32_state());
+  detail::check_state_tensor(state.exp_avg(), "exp_avg", param.numel(), dtype, param, "AdamW", slot);
+  detail::check_state_tensor(state.exp_avg_sq(), "exp_avg_sq", param.numel(), dtype, param, "AdamW", slot);
+  detail::check_state_tensor(state.master_param(), "master_param", param.numel(), torch::kFloat, param,
                      "AdamW", slot);
 }
 }  // namespace
 
 torch::Tensor AdamW::step(LossClosure closure) {
-  const torch::Tensor loss = evaluate_closure(closure);
+  const torch::Tensor loss = detail::evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  step_each_parameter<AdamWParamState, AdamWOptions>(
+  detail::step_each_parameter<AdamWParamState, AdamWOptions>(
       *this, "AdamW", check_adamw_state,
       [this](torch::Tensor& param, const torch::Tensor& grad, AdamWParamState& state,
-             const AdamWOptions& options, const ParamSlot&) {
+             const AdamWOptions& options, const detail::ParamSlot&) {
         if (!fused_ || !fused_adam_supported(param, grad)) {
           adamw_update_reference(param, grad, state, options);
           return;
@@ -99,9 +99,9 @@ void AdamW::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void AdamW::load(torch::serialize::InputArchive& archive) {
-  load_state_and_options<AdamWParamState, AdamWOptions>(archive, *this, [this] {
+  detail::load_state_and_options<AdamWParamState, AdamWOptions>(archive, *this, [this] {
     for (const auto& group : param_groups_) static_cast<const AdamWOptions&>(group.options()).validate();
-    check_every_state<AdamWParamState, AdamWOptions>(*this, check_adamw_state);
+    detail::check_every_state<AdamWParamState, AdamWOptions>(*this, check_adamw_state);
   });
 }
 

@@ -1,5 +1,5 @@
 #include <blockopt/optim/asgo.h>
-#include <blockopt/optim/matrix_optimizer.h>
+#include <blockopt/optim/detail/matrix_optimizer.h>
 
 #include <array>
 #include <cmath>
@@ -69,12 +69,12 @@ torch::Tensor inverse_root_eigh(const torch::Tensor& p, double damping) {
 }
 
 ASGO::ASGO(const NamedParameters& named_params, ASGOOptions defaults, RoutingRule rule)
-    : ASGO(routed_param_groups(named_params, defaults, rule), defaults) {}
+    : ASGO(detail::routed_param_groups(named_params, defaults, rule), defaults) {}
 
 ASGO::ASGO(std::vector<torch::optim::OptimizerParamGroup> param_groups, ASGOOptions defaults)
     : torch::optim::Optimizer(std::move(param_groups), std::make_unique<ASGOOptions>(defaults)) {
   defaults.validate();
-  validate_matrix_groups<ASGOOptions>(*this, "ASGO");
+  detail::validate_matrix_groups<ASGOOptions>(*this, "ASGO");
 }
 
 namespace {
@@ -87,12 +87,12 @@ bool left_side(const ASGOOptions& options, int64_t m, int64_t n) {
 // The Gram matrix, P and its root are computed in at least float32 (eigh has no bf16 kernel,
 // and bf16 squares lose most of their digits).
 torch::ScalarType preconditioner_dtype(const torch::Tensor& param, const ASGOOptions& options) {
-  return c10::promoteTypes(state_dtype(param, options.float32_state()), torch::kFloat);
+  return c10::promoteTypes(detail::state_dtype(param, options.float32_state()), torch::kFloat);
 }
 
 void check_asgo_state(const ASGOParamState& state, const torch::Tensor& param,
-                      const ASGOOptions& options, const ParamSlot& slot) {
-  check_fallback_state(state, param, options, "ASGO", slot);
+                      const ASGOOptions& options, const detail::ParamSlot& slot) {
+  detail::check_fallback_state(state, param, options, "ASGO", slot);
   if (!state.preconditioner().defined()) return;
   const auto matrix = as_matrix(param);
   const bool left = left_side(options, matrix.size(0), matrix.size(1));
@@ -103,17 +103,17 @@ void check_asgo_state(const ASGOParamState& state, const torch::Tensor& param,
                                 "; keep the side of the run it was built in");
   }
   const auto k = left ? matrix.size(0) : matrix.size(1);
-  check_state_tensor(state.preconditioner(), "preconditioner", k * k,
+  detail::check_state_tensor(state.preconditioner(), "preconditioner", k * k,
                      preconditioner_dtype(param, options), param, "ASGO", slot);
 }
 
 }  // namespace
 
 torch::Tensor ASGO::step(LossClosure closure) {
-  const torch::Tensor loss = evaluate_closure(closure);
+  const torch::Tensor loss = detail::evaluate_closure(closure);
   torch::NoGradGuard no_grad;
   bool replaced_root = false;
-  step_matrix_optimizer<ASGOParamState, ASGOOptions>(
+  detail::step_matrix_optimizer<ASGOParamState, ASGOOptions>(
       *this, "ASGO", check_asgo_state,
       [&](torch::Tensor& param, const torch::Tensor& grad, ASGOParamState& state,
           const ASGOOptions& options) {
@@ -160,7 +160,7 @@ void ASGO::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void ASGO::load(torch::serialize::InputArchive& archive) {
-  load_matrix_optimizer<ASGOParamState, ASGOOptions>(archive, *this, "ASGO", check_asgo_state);
+  detail::load_matrix_optimizer<ASGOParamState, ASGOOptions>(archive, *this, "ASGO", check_asgo_state);
   torch::Tensor nan_roots;
   nan_roots_ = archive.try_read("nan_roots", nan_roots) ? nan_roots.item<int64_t>() : 0;
 }

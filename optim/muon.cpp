@@ -1,4 +1,4 @@
-#include <blockopt/optim/matrix_optimizer.h>
+#include <blockopt/optim/detail/matrix_optimizer.h>
 #include <blockopt/optim/muon.h>
 #include <blockopt/optim/newton_schulz.h>
 
@@ -40,27 +40,27 @@ double muon_scale(MuonScale scale, int64_t rows, int64_t cols) {
 }
 
 Muon::Muon(const NamedParameters& named_params, MuonOptions defaults, RoutingRule rule)
-    : Muon(routed_param_groups(named_params, defaults, rule), defaults) {}
+    : Muon(detail::routed_param_groups(named_params, defaults, rule), defaults) {}
 
 Muon::Muon(std::vector<torch::optim::OptimizerParamGroup> param_groups, MuonOptions defaults)
     : torch::optim::Optimizer(std::move(param_groups), std::make_unique<MuonOptions>(defaults)) {
   defaults.validate();
-  validate_matrix_groups<MuonOptions>(*this, "Muon");
+  detail::validate_matrix_groups<MuonOptions>(*this, "Muon");
 }
 
 namespace {
 void check_muon_state(const MuonParamState& state, const torch::Tensor& param,
-                      const MuonOptions& options, const ParamSlot& slot) {
-  check_fallback_state(state, param, options, "Muon", slot);
-  check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(),
-                     state_dtype(param, options.float32_state()), param, "Muon", slot);
+                      const MuonOptions& options, const detail::ParamSlot& slot) {
+  detail::check_fallback_state(state, param, options, "Muon", slot);
+  detail::check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(),
+                     detail::state_dtype(param, options.float32_state()), param, "Muon", slot);
 }
 }  // namespace
 
 torch::Tensor Muon::step(LossClosure closure) {
-  const torch::Tensor loss = evaluate_closure(closure);
+  const torch::Tensor loss = detail::evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  step_matrix_optimizer<MuonParamState, MuonOptions>(
+  detail::step_matrix_optimizer<MuonParamState, MuonOptions>(
       *this, "Muon", check_muon_state,
       [](torch::Tensor& param, const torch::Tensor& grad, MuonParamState& state,
          const MuonOptions& options) {
@@ -77,7 +77,7 @@ void Muon::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void Muon::load(torch::serialize::InputArchive& archive) {
-  load_matrix_optimizer<MuonParamState, MuonOptions>(archive, *this, "Muon", check_muon_state);
+  detail::load_matrix_optimizer<MuonParamState, MuonOptions>(archive, *this, "Muon", check_muon_state);
 }
 
 }  // namespace blockopt::optim

@@ -1,4 +1,4 @@
-#include <blockopt/optim/matrix_optimizer.h>
+#include <blockopt/optim/detail/matrix_optimizer.h>
 #include <blockopt/optim/muon.h>
 #include <blockopt/optim/newton_schulz.h>
 #include <blockopt/optim/normuon.h>
@@ -28,32 +28,32 @@ void NorMuonParamState::serialize(torch::serialize::InputArchive& archive) {
 }
 
 NorMuon::NorMuon(const NamedParameters& named_params, NorMuonOptions defaults, RoutingRule rule)
-    : NorMuon(routed_param_groups(named_params, defaults, rule), defaults) {}
+    : NorMuon(detail::routed_param_groups(named_params, defaults, rule), defaults) {}
 
 NorMuon::NorMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                  NorMuonOptions defaults)
     : torch::optim::Optimizer(std::move(param_groups), std::make_unique<NorMuonOptions>(defaults)) {
   defaults.validate();
-  validate_matrix_groups<NorMuonOptions>(*this, "NorMuon");
+  detail::validate_matrix_groups<NorMuonOptions>(*this, "NorMuon");
 }
 
 namespace {
 void check_normuon_state(const NorMuonParamState& state, const torch::Tensor& param,
-                         const NorMuonOptions& options, const ParamSlot& slot) {
-  check_fallback_state(state, param, options, "NorMuon", slot);
-  const auto dtype = state_dtype(param, options.float32_state());
-  check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(), dtype, param,
+                         const NorMuonOptions& options, const detail::ParamSlot& slot) {
+  detail::check_fallback_state(state, param, options, "NorMuon", slot);
+  const auto dtype = detail::state_dtype(param, options.float32_state());
+  detail::check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(), dtype, param,
                      "NorMuon", slot);
   const int64_t rows = param.dim() >= 1 ? param.size(0) : 1;
-  check_state_tensor(state.second_moment(), "second_moment", rows, dtype, param, "NorMuon",
+  detail::check_state_tensor(state.second_moment(), "second_moment", rows, dtype, param, "NorMuon",
                      slot);
 }
 }  // namespace
 
 torch::Tensor NorMuon::step(LossClosure closure) {
-  const torch::Tensor loss = evaluate_closure(closure);
+  const torch::Tensor loss = detail::evaluate_closure(closure);
   torch::NoGradGuard no_grad;
-  step_matrix_optimizer<NorMuonParamState, NorMuonOptions>(
+  detail::step_matrix_optimizer<NorMuonParamState, NorMuonOptions>(
       *this, "NorMuon", check_normuon_state,
       [](torch::Tensor& param, const torch::Tensor& grad, NorMuonParamState& state,
          const NorMuonOptions& options) {
@@ -84,7 +84,7 @@ void NorMuon::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void NorMuon::load(torch::serialize::InputArchive& archive) {
-  load_matrix_optimizer<NorMuonParamState, NorMuonOptions>(archive, *this, "NorMuon",
+  detail::load_matrix_optimizer<NorMuonParamState, NorMuonOptions>(archive, *this, "NorMuon",
                                                            check_normuon_state);
 }
 

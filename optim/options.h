@@ -4,7 +4,7 @@
 // which declares the TORCH_ARG fields and a visitor over them; validation, archive
 // serialization (here), the YAML mapping (experiments/optimizer_factory.cpp) and the docs
 // tables all walk that list. Closed sets of values are enums with one name table each.
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/detail/step.h>
 
 #include <torch/torch.h>
 
@@ -118,8 +118,8 @@ using betas_t = std::tuple<double, double>;
     FIELDS(BLOCKOPT_VISIT_OPTION)                           \
   }
 
-// The AdamW fallback of a matrix optimizer (matrix_optimizer.h); in configs the `fallback:`
-// sub-map. `use_fallback` marks a fallback group and is no config key.
+// The AdamW fallback of a matrix optimizer (detail/matrix_optimizer.h); in configs the
+// `fallback:` sub-map. `use_fallback` marks a fallback group and is no config key.
 // NOTE: a field list, not a base struct: a TORCH_ARG setter returns the struct that declares
 // it, so a base's setters would end a chain such as MuonOptions().fallback_lr(1e-3).lr(0.02).
 #define BLOCKOPT_FALLBACK_FIELDS(X, LR, EPS)                                        \

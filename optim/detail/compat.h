@@ -53,8 +53,8 @@ inline void check_state_keys(torch::serialize::InputArchive& archive) {
 
 // Reads what save_state_and_options wrote into `optimizer`: the saved states go to the
 // parameters in the same group positions, and every group takes its saved options
-// (torch::optim::serialize assigns them since 2.0). load_state_and_options (common.h) wraps
-// it with validation and rollback.
+// (torch::optim::serialize assigns them since 2.0). load_state_and_options (detail/step.h)
+// wraps it with validation and rollback.
 template <typename ParamState, typename Options>
 void read_state_and_options(torch::serialize::InputArchive& archive,
                             torch::optim::Optimizer& optimizer) {

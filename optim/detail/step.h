@@ -1,24 +1,15 @@
 #pragma once
-// Pieces every blockopt optimizer shares: option validation, state accounting, and
+// Internal to the optimizers: option checks, the checked step over every parameter, and
 // save/load that round-trips per-parameter state *and* param-group options.
 #include <blockopt/optim/detail/compat.h>
+#include <blockopt/optim/state.h>
 
 #include <torch/torch.h>
 
 #include <string>
 #include <vector>
 
-namespace blockopt::optim {
-
-// Base of every blockopt ParamState: lists its tensors so state size can be reported.
-class StateTensors {
- public:
-  virtual ~StateTensors() = default;
-  virtual std::vector<torch::Tensor> state_tensors() const = 0;
-};
-
-// Bytes held in optimizer state (blockopt states and torch::optim::Adam/AdamW states).
-int64_t state_bytes(const torch::optim::Optimizer& optimizer);
+namespace blockopt::optim::detail {
 
 // The loss of an optimizer step's closure, evaluated with grad enabled; undefined when there
 // is no closure. Every step() calls it before its NoGradGuard.
@@ -143,7 +134,7 @@ void load_state_and_options(torch::serialize::InputArchive& archive,
   std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> previous_options;
   for (const auto& group : groups) previous_options.push_back(group.options().clone());
   try {
-    detail::read_state_and_options<ParamState, Options>(archive, optimizer);
+    read_state_and_options<ParamState, Options>(archive, optimizer);
     validate();
   } catch (...) {
     optimizer.state() = std::move(previous_state);
@@ -152,4 +143,4 @@ void load_state_and_options(torch::serialize::InputArchive& archive,
   }
 }
 
-}  // namespace blockopt::optim
+}  // namespace blockopt::optim::detail

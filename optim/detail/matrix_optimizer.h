@@ -3,7 +3,7 @@
 // name (routing.h), each group's Options carrying `use_fallback`; fallback groups run AdamW
 // with the group's lr/weight_decay and the options' fallback_betas/fallback_eps.
 #include <blockopt/optim/adamw.h>
-#include <blockopt/optim/common.h>
+#include <blockopt/optim/detail/step.h>
 #include <blockopt/optim/routing.h>
 
 #include <torch/torch.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace blockopt::optim {
+namespace blockopt::optim::detail {
 
 // Matrix group (defaults, use_fallback false) + fallback group (lr, weight_decay from
 // fallback_lr, fallback_weight_decay; use_fallback true); empty groups are left out.
@@ -99,4 +99,4 @@ void load_matrix_optimizer(torch::serialize::InputArchive& archive,
   });
 }
 
-}  // namespace blockopt::optim
+}  // namespace blockopt::optim::detail
