@@ -6,6 +6,7 @@
 #include <blockopt/data/gaussian.h>
 #include <blockopt/data/text.h>
 #include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
 #include <blockopt/models/cnn.h>

@@ -1,4 +1,5 @@
 #include <blockopt/experiments/verify.h>
+#include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
 
@@ -64,9 +65,8 @@ VerifyResult verify_hessian_case(const OracleCase& oracle, torch::Dtype dtype) {
                         relative_error(hessian::block_norms(h, rows), oracle.tensor("block_fro_rows")));
   };
   check_hessian("autograd", hessian::full_hessian(op));
-  if (!bias && hessian::closed_form_supported(params.size())) {
-    check_hessian("closed form", hessian::mlp_hessian_closed_form(params, act, x, y, loss_kind));
-  }
+  check_hessian("closed form",
+                hessian::mlp_hessian_closed_form(params, act, x, y, loss_kind, bias));
   for (const auto& [what, error] : errors) {
     if (error >= result.error) {
       result.error = error;

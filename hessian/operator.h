@@ -1,8 +1,5 @@
 #pragma once
 // Hessian-vector products by double backward, and the full Hessian of small nets.
-#include <blockopt/models/loss.h>
-#include <blockopt/models/mlp.h>
-
 #include <torch/torch.h>
 
 #include <functional>
@@ -49,17 +46,5 @@ class HessianOperator {
 // backpropagating from that tensor's gradient only; symmetrised. `subset` (parameter indices,
 // default all) restricts rows and columns to those tensors, in the given order.
 torch::Tensor full_hessian(HessianOperator& op, std::vector<size_t> subset = {});
-
-// Functional bias-free MLP forward with explicit weights (N, d) -> (N, C), as models::MLP.
-torch::Tensor mlp_forward(const std::vector<torch::Tensor>& weights, models::Activation act,
-                          const torch::Tensor& x);
-
-// Exact closed-form Hessian of a bias-free MLP with at most one hidden layer (weights
-// [W1] or [W1, W2]) under CE or MSE: Gauss-Newton J^T H_out J plus the residual term
-// sum_nc r_nc d^2 f_nc, built with batched matmuls. Row/column order as full_hessian.
-bool closed_form_supported(size_t layers);
-torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& weights,
-                                      models::Activation act, const torch::Tensor& x,
-                                      const torch::Tensor& y, models::Loss loss);
 
 }  // namespace blockopt::hessian

@@ -1,6 +1,7 @@
 // Matrix-free estimators against the exact answer (full Hessian + eigh) on a small net.
 // Statistical tolerances are multiples of the estimators' own standard errors, fixed seeds.
 #include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/mlp_hessian.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>

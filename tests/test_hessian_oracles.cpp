@@ -1,5 +1,7 @@
-// Replays the four Hessian oracle cases and checks the closed form against autograd.
+// Replays the four Hessian oracle cases (each through autograd and the closed form) and checks
+// the closed form against autograd at every depth.
 #include <blockopt/experiments/verify.h>
+#include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
 
 #include "common.h"
@@ -25,17 +27,20 @@ INSTANTIATE_TEST_SUITE_P(HessianCases, HessianOracle,
 namespace {
 
 struct Net {
-  std::vector<torch::Tensor> weights;
+  std::vector<torch::Tensor> weights;  // W_1, [b_1], ..., models::MLP's order
   torch::Tensor x, y;
+  bool bias = false;
 };
 
-Net random_net(std::vector<int64_t> widths, int64_t n, uint64_t seed) {
+Net random_net(std::vector<int64_t> widths, int64_t n, uint64_t seed, bool bias = false) {
   torch::manual_seed(seed);
   Net net;
+  net.bias = bias;
   for (size_t l = 0; l + 1 < widths.size(); ++l) {
     net.weights.push_back((torch::randn({widths[l + 1], widths[l]}, torch::kDouble) /
                            std::sqrt(static_cast<double>(widths[l])))
                               .requires_grad_(true));
+    if (bias) net.weights.push_back(torch::randn({widths[l + 1]}, torch::kDouble).requires_grad_(true));
   }
   net.x = torch::randn({n, widths.front()}, torch::kDouble);
   net.y = torch::randint(widths.back(), {n}, torch::kLong);
@@ -44,27 +49,56 @@ Net random_net(std::vector<int64_t> widths, int64_t n, uint64_t seed) {
 
 torch::Tensor autograd_hessian(const Net& net, bm::Activation act, bm::Loss loss) {
   bh::HessianOperator op(
-      [&] { return bm::compute_loss(bh::mlp_forward(net.weights, act, net.x), net.y, loss); },
+      [&] {
+        return bm::compute_loss(bh::mlp_forward(net.weights, act, net.x, net.bias), net.y, loss);
+      },
       net.weights);
   return bh::full_hessian(op);
 }
 
 }  // namespace
 
-TEST(HessianClosedForm, MatchesAutogradForEveryActivationAndLoss) {
+// Every depth from the linear model to three hidden layers, with and without biases, each
+// activation and loss: the closed form equals the autograd row loop in float64.
+TEST(HessianClosedForm, MatchesAutogradForEveryDepthActivationAndLoss) {
+  const std::vector<std::vector<int64_t>> shapes = {{7, 6}, {7, 5, 6}, {7, 5, 4, 6}, {6, 4, 5, 3, 5}};
   for (auto act : {bm::Activation::ReLU, bm::Activation::Tanh, bm::Activation::GELU}) {
     for (auto loss : {bm::Loss::CrossEntropy, bm::Loss::MSE}) {
-      for (auto widths : {std::vector<int64_t>{7, 6}, std::vector<int64_t>{7, 5, 6}}) {
-        auto net = random_net(widths, 64, 3);
-        auto expected = autograd_hessian(net, act, loss);
-        auto got = bh::mlp_hessian_closed_form(net.weights, act, net.x, net.y, loss);
-        const double err = (got - expected).abs().max().item<double>() /
-                           expected.abs().max().item<double>();
-        EXPECT_LT(err, 1e-12) << "widths " << widths.size() << " act " << static_cast<int>(act)
-                              << " loss " << static_cast<int>(loss);
+      for (const auto& widths : shapes) {
+        for (bool bias : {false, true}) {
+          auto net = random_net(widths, 64, 3, bias);
+          auto expected = autograd_hessian(net, act, loss);
+          auto got = bh::mlp_hessian_closed_form(net.weights, act, net.x, net.y, loss, bias);
+          ASSERT_EQ(got.sizes(), expected.sizes());
+          const double err = (got - expected).abs().max().item<double>() /
+                             expected.abs().max().item<double>();
+          EXPECT_LT(err, 1e-10) << "layers " << widths.size() - 1 << " bias " << bias << " act "
+                                << static_cast<int>(act) << " loss " << static_cast<int>(loss);
+        }
       }
     }
   }
+}
+
+// A last layer of 750 parameters spans two column chunks of the cross-entropy rank-one GEMM,
+// whose upper triangle of chunks is computed and mirrored.
+TEST(HessianClosedForm, MatchesAutogradWhenTheLastLayerSpansSeveralChunks) {
+  auto net = random_net({16, 24, 30}, 48, 5, /*bias=*/true);
+  auto expected = autograd_hessian(net, bm::Activation::Tanh, bm::Loss::CrossEntropy);
+  auto got = bh::mlp_hessian_closed_form(net.weights, bm::Activation::Tanh, net.x, net.y,
+                                         bm::Loss::CrossEntropy, /*bias=*/true);
+  const double err =
+      (got - expected).abs().max().item<double>() / expected.abs().max().item<double>();
+  EXPECT_LT(err, 1e-10);
+}
+
+TEST(HessianClosedForm, RejectsParametersThatAreNoMLP) {
+  auto net = random_net({5, 4, 3}, 8, 1, /*bias=*/true);
+  const auto error = blockopt::test::error_of([&] {
+    bh::mlp_hessian_closed_form(net.weights, bm::Activation::ReLU, net.x, net.y,
+                                bm::Loss::CrossEntropy, /*bias=*/false);
+  });
+  EXPECT_NE(error.find("parameter 1 is not a weight matrix"), std::string::npos) << error;
 }
 
 TEST(HessianOperatorTest, HvpMatchesFullHessianAndLeavesStateAlone) {

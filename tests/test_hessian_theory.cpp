@@ -1,4 +1,5 @@
 // Partitions, block norms and the paper's theory on small nets (Hessian at LeCun init).
+#include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
 

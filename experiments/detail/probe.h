@@ -4,6 +4,7 @@
 // context's Hessian operator and writes through the context's outputs; the callback
 // (probes.cpp) builds the context, runs the function and writes the record.
 #include <blockopt/experiments/probes.h>
+#include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
 #include <blockopt/hessian/partition.h>
 
@@ -16,13 +17,15 @@
 
 namespace blockopt::experiments::detail {
 
-// What one probe differentiates: the parameters (float64 copies for bias-free MLPs, so the
-// model itself is never touched), the loss on the evaluation set, and the closed form if any.
+// What one probe differentiates: the parameters (copies in the probe's dtype for MLPs, so the
+// model itself is never touched), the loss on the evaluation set, and whether the MLP closed
+// form applies.
 struct ProbeTarget {
   std::vector<torch::Tensor> params;
   std::vector<hessian::ParamInfo> infos;
   hessian::LossClosure loss;
-  bool closed_form = false;
+  bool closed_form = false;  // an MLP: mlp_hessian_closed_form
+  bool bias = false;
   models::Activation activation = models::Activation::ReLU;
   torch::Tensor x, y;
   models::Loss loss_kind = models::Loss::CrossEntropy;

@@ -23,17 +23,19 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
   t.loss_kind = trainer.loss_kind();
   auto& model = trainer.model();
   auto* mlp = dynamic_cast<models::MLP*>(&model);
-  if (mlp != nullptr && !mlp->options().bias()) {
+  if (mlp != nullptr) {
     const auto dtype = spec.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
     for (const auto& item : model.named_parameters()) {
       t.params.push_back(item.value().detach().to(dtype).clone().requires_grad_(true));
       t.infos.push_back({item.key(), item.value().sizes().vec()});
     }
     t.activation = mlp->options().activation();
+    t.bias = mlp->options().bias();
     t.x = t.x.reshape({t.x.size(0), -1}).to(dtype);
-    t.closed_form = bh::closed_form_supported(t.params.size());
-    t.loss = [params = t.params, act = t.activation, x = t.x, y = t.y, kind = t.loss_kind] {
-      return models::compute_loss(bh::mlp_forward(params, act, x), y, kind);
+    t.closed_form = true;
+    t.loss = [params = t.params, act = t.activation, x = t.x, y = t.y, kind = t.loss_kind,
+              bias = t.bias] {
+      return models::compute_loss(bh::mlp_forward(params, act, x, bias), y, kind);
     };
   } else {
     for (const auto& item : model.named_parameters()) {
@@ -74,7 +76,7 @@ torch::Tensor ProbeContext::full_hessian() {
   record["method"] = target.closed_form ? "closed_form" : "autograd";
   if (target.closed_form) {
     return bh::mlp_hessian_closed_form(target.params, target.activation, target.x, target.y,
-                                       target.loss_kind);
+                                       target.loss_kind, target.bias);
   }
   return bh::full_hessian(op);
 }
