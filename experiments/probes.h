@@ -25,7 +25,7 @@ struct ProbeSpec {
   int64_t samples = 8;          // Hutchinson samples per block / SLQ start vectors
   int64_t top_k = 5;
   int64_t lanczos_steps = 30;
-  std::string dtype = "float64";  // float64 | float32 (bias-free MLPs; others use the model's)
+  std::string dtype = "float64";  // float64 | float32 (MLPs; other models use their own)
   int64_t full_limit = 10000;   // block_norms: exact from the full H up to this many params
   int64_t save_limit = 2048;    // full H written as .npy up to this many params
 
