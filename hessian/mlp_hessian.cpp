@@ -219,16 +219,21 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
       jacobian[l][k] = torch::matmul(w[k], s1[k - 1].unsqueeze(2) * jacobian[l][k - 1]);
     }
   }
-  // curvature(l, k) = (dz_k/dz_l)^T Hz_k (N, m_l, m_k): the Gauss-Newton-and-curvature factor
-  // of the layer pair l <= k below the last layer pair.
-  auto curvature = [&](size_t l, size_t k) -> torch::Tensor {
-    if (l == k) return hz[l];
-    const auto jt = jacobian[l][k].transpose(1, 2);  // (N, m_l, m_k)
-    if (k + 1 < depth) return torch::matmul(jt, hz[k]);
-    auto m = jt * curv.unsqueeze(1);
-    if (q.defined()) m -= torch::matmul(jt, q.unsqueeze(2)) * q.unsqueeze(1);
-    return m;
-  };
+  // curvature[l][k] = (dz_k/dz_l)^T Hz_k (N, m_l, m_k): the Gauss-Newton-and-curvature factor
+  // of each layer pair l <= k below the last layer pair (shared by its weight and bias slots).
+  std::vector<std::vector<torch::Tensor>> curvature(depth, std::vector<torch::Tensor>(depth));
+  for (size_t l = 0; l + 1 < depth; ++l) {
+    curvature[l][l] = hz[l];
+    for (size_t k = l + 1; k < depth; ++k) {
+      const auto jt = jacobian[l][k].transpose(1, 2);  // (N, m_l, m_k)
+      if (k + 1 < depth) {
+        curvature[l][k] = torch::matmul(jt, hz[k]);
+      } else {
+        curvature[l][k] = jt * curv.unsqueeze(1);
+        if (q.defined()) curvature[l][k] -= torch::matmul(jt, q.unsqueeze(2)) * q.unsqueeze(1);
+      }
+    }
+  }
   // through(l, k) = dh_{k-1} / dz_l (N, m_{k-1}, m_l) for k > l: the residual term's factor.
   auto through = [&](size_t l, size_t k) -> torch::Tensor {
     if (k == l + 1) return torch::diag_embed(s1[l]);
@@ -264,7 +269,7 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
         fill_diagonal_block(block, curv, a.input, b.input);
       } else {
         const bool residual = b.weight && b.layer > a.layer;
-        fill_pair_block(block, a.input, curvature(a.layer, b.layer), b.input,
+        fill_pair_block(block, a.input, curvature[a.layer][b.layer], b.input,
                         residual ? delta[b.layer] : torch::Tensor(),
                         residual ? through(a.layer, b.layer) : torch::Tensor(), i == j);
       }
