@@ -2,8 +2,14 @@
 
 #include <ATen/Parallel.h>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -134,6 +140,24 @@ void add_symmetric_gram(torch::Tensor out, const torch::Tensor& v, double alpha)
   }
 }
 
+// An uninitialised (P, P) tensor for the Hessian.
+// NOTE: on Linux its pages are advised to be transparent huge pages before the first write:
+// each first write to a fresh 4 KiB page is a page fault, which cost a fifth of the mlp4
+// benchmark's time (docs/hessian.md). The advice may be ignored; nothing else changes.
+torch::Tensor empty_square(int64_t size, const torch::TensorOptions& options) {
+  auto out = torch::empty({size, size}, options);
+#ifdef __linux__
+  if (out.is_cpu() && out.nbytes() > 0) {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const auto end = begin + out.nbytes();
+    begin = (begin + page - 1) / page * page;  // whole pages inside the buffer
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
+}
+
 }  // namespace
 
 torch::Tensor mlp_forward(const std::vector<torch::Tensor>& params, models::Activation act,
@@ -259,7 +283,7 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
     }
   }
 
-  auto hess = torch::empty({total, total}, x.options());
+  auto hess = empty_square(total, x.options());
   for (size_t i = 0; i < slots.size(); ++i) {
     for (size_t j = i; j < slots.size(); ++j) {
       const auto& a = slots[i];
