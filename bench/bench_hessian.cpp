@@ -87,35 +87,37 @@ int64_t parameter_count(const Setup& s) {
   return count;
 }
 
-void BM_FullHessianClosedForm(benchmark::State& state) {
+// Times `compute(setup)` (returns H) on the workload the benchmark's argument picks and reports
+// its name, CPU seconds per iteration (all threads), P and peak RSS.
+template <typename Compute>
+void full_hessian_benchmark(benchmark::State& state, const Compute& compute) {
   const auto& workload = kWorkloads.at(static_cast<size_t>(state.range(0)));
   auto s = make_setup(workload);
   const double cpu_start = cpu_seconds();
   for (auto _ : state) {
-    auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
-                                         bm::Loss::CrossEntropy);
+    auto h = compute(s);
     benchmark::DoNotOptimize(h.data_ptr());
   }
   state.SetLabel(workload.name);
-  state.counters["cpu_s_per_iter"] = (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
+  state.counters["cpu_s_per_iter"] =
+      (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
   state.counters["params"] = static_cast<double>(parameter_count(s));
   state.counters["maxrss_mb"] = maxrss_mb();
+}
+
+void BM_FullHessianClosedForm(benchmark::State& state) {
+  full_hessian_benchmark(state, [](const Setup& s) {
+    return bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
+                                       bm::Loss::CrossEntropy);
+  });
 }
 BENCHMARK(BM_FullHessianClosedForm)->DenseRange(0, 3)->Unit(benchmark::kSecond)->Iterations(2);
 
 void BM_FullHessianAutograd(benchmark::State& state) {
-  const auto& workload = kWorkloads.at(static_cast<size_t>(state.range(0)));
-  auto s = make_setup(workload);
-  const double cpu_start = cpu_seconds();
-  for (auto _ : state) {
+  full_hessian_benchmark(state, [](const Setup& s) {
     bh::HessianOperator op(s.loss(), s.weights);
-    auto h = bh::full_hessian(op);
-    benchmark::DoNotOptimize(h.data_ptr());
-  }
-  state.SetLabel(workload.name);
-  state.counters["cpu_s_per_iter"] = (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
-  state.counters["params"] = static_cast<double>(parameter_count(s));
-  state.counters["maxrss_mb"] = maxrss_mb();
+    return bh::full_hessian(op);
+  });
 }
 // The seed's size takes minutes this way; run it with --benchmark_filter=Autograd/0.
 BENCHMARK(BM_FullHessianAutograd)->DenseRange(1, 3)->Arg(0)->Unit(benchmark::kSecond)
