@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Python baseline for bench_hessian: full Hessian of a bias-free ReLU MLP (widths d, hidden...,
 C; the seed's setup is 500,8,500) under cross-entropy, with
-torch.autograd.functional.hessian(vectorize=False). Prints one JSON line.
+torch.autograd.functional.hessian(vectorize=False), or vectorize=True (--vectorize: all rows
+batched through PyTorch's vmap). Prints one JSON line.
 
 Usage: /usr/bin/python3 bench/hessian_python.py [--widths 500,8,500 --n 5000 --threads 0]
+                                                [--vectorize]
 """
 import argparse
 import json
@@ -18,6 +20,7 @@ def main():
     parser.add_argument("--widths", default="500,8,500", help="d,hidden...,C")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument("--vectorize", action="store_true", help="batch the rows (vmap)")
     args = parser.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     if args.threads > 0:
@@ -37,7 +40,7 @@ def main():
         return torch.nn.functional.cross_entropy(h, y)
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    torch.autograd.functional.hessian(loss, weights, vectorize=False)
+    torch.autograd.functional.hessian(loss, weights, vectorize=args.vectorize)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(json.dumps({
         "seconds": seconds,

@@ -1,7 +1,7 @@
 #include <blockopt/experiments/runtime.h>
+#include <blockopt/hessian/detail/blas_threads.h>
 
 #include <blockopt_version.h>
-#include <dlfcn.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -22,17 +22,8 @@ RuntimeInfo configure_runtime(int intra_op_threads) {
   // glibc.malloc.mmap_threshold / trim_threshold.
   info.malloc_keeps_memory = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 &&
                              mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1;
-  // NOTE: looked up at run time: libblas.so.3 may be OpenBLAS or the reference BLAS
-  // (Debian alternatives), and only OpenBLAS has its own thread pool.
-  using SetThreads = void (*)(int);
-  using GetThreads = int (*)();
-  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  auto get_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  if (set_threads) {
-    set_threads(1);
-    info.openblas_found = true;
-    info.openblas_threads = get_threads ? get_threads() : 1;
-  }
+  info.openblas_found = hessian::detail::set_openblas_threads(1);
+  info.openblas_threads = hessian::detail::openblas_threads();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   info.intra_op_threads = intra_op_threads > 0 ? intra_op_threads : cores;
   at::set_num_threads(info.intra_op_threads);

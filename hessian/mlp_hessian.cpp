@@ -1,6 +1,6 @@
 #include <blockopt/hessian/mlp_hessian.h>
-
-#include <ATen/Parallel.h>
+#include <blockopt/hessian/detail/cpu_cache.h>
+#include <blockopt/hessian/detail/parallel.h>
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -67,23 +67,6 @@ std::pair<torch::Tensor, torch::Tensor> derivatives(const torch::Tensor& z_in,
   return {first.detach(), second.defined() ? second.detach() : torch::zeros_like(z_in)};
 }
 
-// Calls task(i, scratch) for i in [0, count) on torch's intra-op threads, dealing i out
-// round-robin so that tasks of decreasing size (the triangles below) share out evenly;
-// `scratch` holds `scratch_numel` elements, one tensor per thread.
-// NOTE: a GEMM runs on one core here (OpenBLAS has one thread, see configure_runtime), so the
-// cores are used by running independent GEMMs side by side, each into its own rows.
-template <typename Task>
-void parallel_round_robin(int64_t count, int64_t scratch_numel,
-                          const torch::TensorOptions& options, const Task& task) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
-  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
-    auto scratch = torch::empty({scratch_numel}, options);
-    for (int64_t worker = begin; worker < end; ++worker) {
-      for (int64_t i = worker; i < count; i += workers) task(i, scratch);
-    }
-  });
-}
-
 // Fills out[(a,b),(a',b')] = sum_n u[n,b] (M[n,a,a'] v[n,b'] + delta[n,a'] F[n,b',a]), the
 // second term only when F is defined: u (N, B), M (N, A, A'), v (N, B'), delta (N, A'),
 // F (N, B', A), out (A*B, A'*B'), a view into the Hessian. One (B, N) x (N, A'B') GEMM per a.
@@ -95,14 +78,16 @@ void fill_pair_block(torch::Tensor out, const torch::Tensor& u, const torch::Ten
   const int64_t n = u.size(0), a_count = m.size(1), a2 = m.size(2);
   const int64_t b = u.size(1), b2 = v.size(1);
   const auto ut = u.t();  // (B, N)
-  parallel_round_robin(a_count, n * a2 * b2, u.options(), [&](int64_t a, torch::Tensor& buffer) {
+  const auto fill_rows_of = [&](int64_t a, torch::Tensor& buffer) {
     const int64_t first = symmetric ? a : 0;
     auto z = buffer.slice(0, 0, n * (a2 - first) * b2).view({n, a2 - first, b2});  // Z_a
     torch::mul_out(z, m.select(1, a).slice(1, first).unsqueeze(2), v.unsqueeze(1));
     if (f.defined()) z.addcmul_(delta.unsqueeze(2), f.select(2, a).unsqueeze(1));
     auto rows = out.slice(0, a * b, (a + 1) * b).slice(1, first * b2);
     torch::mm_out(rows, ut, z.view({n, -1}));
-  });
+  };
+  const auto scratch = [&](int64_t) { return torch::empty({n * a2 * b2}, u.options()); };
+  detail::parallel_round_robin(a_count, scratch, fill_rows_of);
   if (symmetric) {
     for (int64_t a = 0; a + 1 < a_count; ++a) {
       out.slice(0, (a + 1) * b).slice(1, a * b, (a + 1) * b)
@@ -129,11 +114,13 @@ void fill_diagonal_block(torch::Tensor out, const torch::Tensor& w, const torch:
 void add_symmetric_gram(torch::Tensor out, const torch::Tensor& v, double alpha) {
   const int64_t p = v.size(1), chunk = 512;
   const auto vt = v.t();  // (P, N)
-  parallel_round_robin((p + chunk - 1) / chunk, 0, v.options(), [&](int64_t k, torch::Tensor&) {
+  const auto add_chunk_rows = [&](int64_t k, int) {
     const int64_t i = k * chunk, i_end = std::min(p, i + chunk);
     auto rows = out.slice(0, i, i_end).slice(1, i);
     rows.addmm_(vt.slice(0, i, i_end), v.slice(1, i), 1.0, alpha);
-  });
+  };
+  const auto no_state = [](int64_t) { return 0; };
+  detail::parallel_round_robin((p + chunk - 1) / chunk, no_state, add_chunk_rows);
   for (int64_t i = chunk; i < p; i += chunk) {  // lower triangle of chunks from the upper
     const int64_t i_end = std::min(p, i + chunk);
     out.slice(0, i, i_end).slice(1, 0, i).copy_(out.slice(0, 0, i).slice(1, i, i_end).t());
@@ -175,6 +162,7 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
                                       models::Activation act, const torch::Tensor& x_in,
                                       const torch::Tensor& y, models::Loss loss, bool bias) {
   torch::NoGradGuard no_grad;
+  detail::ScopedCpuCache cache;  // the per-layer-pair temporaries reuse each other's memory
   std::vector<torch::Tensor> detached;
   for (const auto& t : params) detached.push_back(t.detach());
   const auto layers = split_layers(detached, bias);

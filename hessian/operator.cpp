@@ -1,4 +1,6 @@
 #include <blockopt/hessian/operator.h>
+#include <blockopt/hessian/detail/cpu_cache.h>
+#include <blockopt/hessian/detail/parallel.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -18,10 +20,21 @@ std::vector<torch::Tensor> split_like(const torch::Tensor& flat,
   return parts;
 }
 
+// The gradients of `loss` with their graph (create_graph); zeros where a parameter is unused.
+std::vector<torch::Tensor> gradient_with_graph(const torch::Tensor& loss,
+                                               const std::vector<torch::Tensor>& params) {
+  auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true,
+                                     /*create_graph=*/true, /*allow_unused=*/true);
+  for (size_t t = 0; t < grads.size(); ++t) {
+    if (!grads[t].defined()) grads[t] = torch::zeros_like(params[t]);
+  }
+  return grads;
+}
+
 }  // namespace
 
 HessianOperator::HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params)
-    : params_(std::move(params)) {
+    : loss_fn_(loss), params_(std::move(params)) {
   offsets_.push_back(0);
   for (const auto& p : params_) {
     TORCH_CHECK(p.requires_grad(), "HessianOperator: every parameter must require grad");
@@ -29,27 +42,41 @@ HessianOperator::HessianOperator(const LossClosure& loss, std::vector<torch::Ten
   }
   size_ = offsets_.back();
   torch::AutoGradMode enable(true);
-  loss_ = loss();
-  grads_ = torch::autograd::grad({loss_}, params_, {}, /*retain_graph=*/true,
-                                 /*create_graph=*/true, /*allow_unused=*/true);
-  for (size_t t = 0; t < grads_.size(); ++t) {
-    if (!grads_[t].defined()) grads_[t] = torch::zeros_like(params_[t]);
+  loss_ = loss_fn_();
+  graphs_.push_back(gradient_with_graph(loss_, params_));
+}
+
+const std::vector<std::vector<torch::Tensor>>& HessianOperator::gradient_graphs(int64_t count) {
+  torch::AutoGradMode enable(true);
+  while (deterministic_ && static_cast<int64_t>(graphs_.size()) < count) {
+    auto loss = loss_fn_();
+    if (!torch::equal(loss, loss_)) {
+      deterministic_ = false;
+      graphs_.resize(1);
+      TORCH_WARN("HessianOperator: another call of the loss closure gave ", loss.item<double>(),
+                 " instead of ", loss_.item<double>(),
+                 " (dropout or other randomness?); Hessian rows run on one thread");
+      break;
+    }
+    graphs_.push_back(gradient_with_graph(loss, params_));
   }
+  return graphs_;
 }
 
 torch::Tensor HessianOperator::gradient() const {
   std::vector<torch::Tensor> flat;
-  for (const auto& g : grads_) flat.push_back(g.detach().reshape(-1));
+  for (const auto& g : graphs_.front()) flat.push_back(g.detach().reshape(-1));
   return torch::cat(flat);
 }
 
 torch::Tensor HessianOperator::hvp(const torch::Tensor& v) {
   TORCH_CHECK(v.dim() == 1 && v.size(0) == size_, "hvp: v must be (", size_, ")");
   const auto parts = split_like(v.to(params_.front().dtype()), params_, offsets_);
+  const auto& grads = graphs_.front();
   std::vector<torch::Tensor> outputs, grad_outputs;
-  for (size_t t = 0; t < grads_.size(); ++t) {
-    if (!grads_[t].requires_grad() || !parts[t].any().item<bool>()) continue;
-    outputs.push_back(grads_[t]);
+  for (size_t t = 0; t < grads.size(); ++t) {
+    if (!grads[t].requires_grad() || !parts[t].any().item<bool>()) continue;
+    outputs.push_back(grads[t]);
     grad_outputs.push_back(parts[t]);
   }
   if (outputs.empty()) return torch::zeros({size_}, params_.front().options());
@@ -71,6 +98,15 @@ torch::Tensor HessianOperator::hvp_columns(const torch::Tensor& vs) {
 }
 
 torch::Tensor HessianOperator::rows(size_t t, const std::vector<size_t>& cols) {
+  int64_t width = 0;
+  for (auto c : cols) width += params_.at(c).numel();
+  auto out = torch::empty({params_.at(t).numel(), width},
+                          params_[t].options().requires_grad(false));
+  rows_into(t, cols, out);
+  return out;
+}
+
+void HessianOperator::rows_into(size_t t, const std::vector<size_t>& cols, torch::Tensor out) {
   std::vector<torch::Tensor> inputs;
   int64_t width = 0;
   for (auto c : cols) {
@@ -78,34 +114,65 @@ torch::Tensor HessianOperator::rows(size_t t, const std::vector<size_t>& cols) {
     width += params_[c].numel();
   }
   const int64_t n = params_.at(t).numel();
-  auto out = torch::zeros({n, width}, params_[t].options().requires_grad(false));
-  if (!grads_[t].requires_grad()) return out;
-  torch::AutoGradMode enable(true);
-  auto unit = torch::zeros({n}, out.options());
-  for (int64_t k = 0; k < n; ++k) {
-    unit.zero_();
-    unit[k] = 1.0;
-    auto row = torch::autograd::grad({grads_[t]}, inputs, {unit.view_as(grads_[t])},
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == n && out.size(1) == width,
+              "HessianOperator::rows_into: out must be (", n, ", ", width, "), got ", out.sizes());
+  if (!graphs_.front()[t].requires_grad()) {  // the loss is at most linear in parameter t
+    out.zero_();
+    return;
+  }
+  // Row k: the double backward of grad_t with the unit vector e_k, written into out[k] in
+  // place. Each worker has its own graph and unit vector (reset after each row).
+  struct Worker {
+    torch::Tensor grad, unit;  // grad_t in the worker's graph; (numel_t) zeros
+  };
+  detail::ScopedCpuCache cache;  // each row's buffers reuse the previous row's
+  const int64_t workers = detail::round_robin_workers(n);
+  const auto& graphs = gradient_graphs(workers);
+  const auto make_worker = [&](int64_t w) {
+    return Worker{graphs.at(static_cast<size_t>(w))[t], torch::zeros({n}, out.options())};
+  };
+  const auto fill_row = [&](int64_t k, Worker& worker) {
+    torch::AutoGradMode enable(true);  // grad mode is per thread
+    auto entry = worker.unit.select(0, k);
+    entry.fill_(1);
+    auto row = torch::autograd::grad({worker.grad}, inputs, {worker.unit.view_as(worker.grad)},
                                      /*retain_graph=*/true, /*create_graph=*/false,
                                      /*allow_unused=*/true);
+    entry.fill_(0);
+    auto out_row = out.select(0, k);
     int64_t offset = 0;
     for (size_t i = 0; i < row.size(); ++i) {
-      const int64_t m = inputs[i].numel();
-      if (row[i].defined()) out[k].slice(0, offset, offset + m).copy_(row[i].reshape(-1));
-      offset += m;
+      auto piece = out_row.slice(0, offset, offset + inputs[i].numel());
+      if (row[i].defined()) {
+        piece.copy_(row[i].reshape(-1));
+      } else {
+        piece.zero_();  // parameter i does not reach grad_t
+      }
+      offset += inputs[i].numel();
     }
+  };
+  if (static_cast<int64_t>(graphs.size()) < workers) {  // one graph: one thread
+    auto worker = make_worker(0);
+    for (int64_t k = 0; k < n; ++k) fill_row(k, worker);
+    return;
   }
-  return out;
+  detail::parallel_round_robin(n, make_worker, fill_row);
 }
 
 torch::Tensor full_hessian(HessianOperator& op, std::vector<size_t> subset) {
   if (subset.empty()) {
     for (size_t t = 0; t < op.params().size(); ++t) subset.push_back(t);
   }
-  std::vector<torch::Tensor> blocks;
-  for (auto t : subset) blocks.push_back(op.rows(t, subset));
-  auto h = torch::cat(blocks, 0);
-  return (h + h.t()) / 2;  // symmetrise
+  int64_t width = 0;
+  for (auto t : subset) width += op.params().at(t).numel();
+  auto h = torch::empty({width, width}, op.params().front().options().requires_grad(false));
+  int64_t row = 0;
+  for (auto t : subset) {
+    const int64_t n = op.params()[t].numel();
+    op.rows_into(t, subset, h.slice(0, row, row + n));
+    row += n;
+  }
+  return h.add_(h.t().contiguous()).mul_(0.5);  // symmetrise
 }
 
 }  // namespace blockopt::hessian

@@ -1,12 +1,14 @@
 #pragma once
 // The one place that knows which LibTorch blockopt is built against (TORCH_VERSION_MAJOR):
-// the key of Optimizer::state() and the save/load of an optimizer's state and group options.
+// the key of Optimizer::state(), the save/load of an optimizer's state and group options, and
+// the signature of a c10::Allocator.
 // Supported: LibTorch 1.13 (Debian bookworm) and 2.x (trixie's 2.6).
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -81,6 +83,23 @@ void read_state_and_options(torch::serialize::InputArchive& archive,
   }
 }
 #endif
+
+// A c10::Allocator written once for both versions: allocate() is const in 1.x; 2.x drops the
+// const and adds copy_data(). A derived allocator implements allocate_bytes().
+class AllocatorBase : public c10::Allocator {
+ public:
+#if TORCH_VERSION_MAJOR >= 2
+  c10::DataPtr allocate(size_t nbytes) final { return allocate_bytes(nbytes); }
+  void copy_data(void* dest, const void* src, std::size_t count) const final {
+    std::memcpy(dest, src, count);
+  }
+#else
+  c10::DataPtr allocate(size_t nbytes) const final { return allocate_bytes(nbytes); }
+#endif
+
+ protected:
+  virtual c10::DataPtr allocate_bytes(size_t nbytes) const = 0;
+};
 
 }  // namespace detail
 }  // namespace blockopt::optim
