@@ -10,13 +10,22 @@ torch::Tensor block_norms(const torch::Tensor& hessian, const Partition& partiti
                   hessian.size(1) == partition.total,
               "block_norms: H must be (", partition.total, ", ", partition.total, ")");
   const int64_t nb = partition.size();
-  auto index = partition.block_index(hessian.device());
-  auto covered = index.ge(0);
-  auto idx = index.masked_select(covered);                        // (P')
-  auto sq = hessian.index({covered}).index({torch::indexing::Slice(), covered}).square();
-  // Segment sums of H^2 over rows, then over columns.
-  auto rows = torch::zeros({nb, sq.size(1)}, sq.options()).index_add_(0, idx, sq);  // (B, P')
-  auto both = torch::zeros({nb, nb}, sq.options()).index_add_(1, idx, rows);        // (B, B)
+  const auto index = partition.block_index(hessian.device());  // (P), -1 outside every block
+  const auto covered = index.ge(0);
+  // Column sums of H^2 over each block's rows, a slab of rows at a time, so that no (P, P)
+  // temporary is made (3 copies of an 800 MB H took most of a probe's time).
+  constexpr int64_t kSlabRows = 256;
+  auto rows = torch::zeros({nb, partition.total}, hessian.options());  // (B, P)
+  for (int64_t b = 0; b < nb; ++b) {
+    const auto& block = partition.blocks[static_cast<size_t>(b)];
+    for (int64_t r = block.begin; r < block.end; r += kSlabRows) {
+      rows[b].add_(hessian.slice(0, r, std::min(block.end, r + kSlabRows)).square().sum(0));
+    }
+  }
+  // Then over each block's columns.
+  auto both = torch::zeros({nb, nb}, hessian.options())
+                  .index_add_(1, index.masked_select(covered),
+                              rows.index({torch::indexing::Slice(), covered}));  // (B, B)
   return both.sqrt();
 }
 
