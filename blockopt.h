@@ -15,6 +15,7 @@
 #include <blockopt/optim/adam_mini.h>
 #include <blockopt/optim/adamw.h>
 #include <blockopt/optim/asgo.h>
+#include <blockopt/optim/aurora.h>
 #include <blockopt/optim/muon.h>
 #include <blockopt/optim/normuon.h>
 #include <blockopt/optim/partition.h>

@@ -2,6 +2,7 @@
 #include <blockopt/optim/adam_mini.h>
 #include <blockopt/optim/adamw.h>
 #include <blockopt/optim/asgo.h>
+#include <blockopt/optim/aurora.h>
 #include <blockopt/optim/muon.h>
 #include <blockopt/optim/normuon.h>
 
@@ -109,6 +110,11 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     read_options(config, o);
     return build_matrix<NorMuon>(named_params, config, o, layout);
   }
+  if (name == "aurora") {
+    AuroraOptions o;
+    read_options(config, o);
+    return build_matrix<Aurora>(named_params, config, o, layout);
+  }
   if (name == "asgo") {
     // NOTE: the constructor sets fallback_lr = lr, so the fallback shares ASGO's lr unless
     // fallback.lr is given.
@@ -117,7 +123,7 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     return build_matrix<ASGO>(named_params, config, o, layout);
   }
   config.fail("name", "unknown optimizer '" + name +
-                          "' (known: adamw, adam, adam_mini, muon, normuon, asgo)");
+                          "' (known: adamw, adam, adam_mini, muon, normuon, aurora, asgo)");
 }
 
 // Shortest round-trip form; below 0.01 in scientific notation without a padded exponent
@@ -179,7 +185,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const NamedParameters& n
 }
 
 std::vector<std::string> documented_optimizers() {
-  return {"adamw", "adam_mini", "muon", "normuon", "asgo"};
+  return {"adamw", "adam_mini", "muon", "normuon", "aurora", "asgo"};
 }
 
 std::string options_markdown(const std::string& optimizer) {
@@ -187,6 +193,7 @@ std::string options_markdown(const std::string& optimizer) {
   if (optimizer == "adam_mini") return options_table(AdamMiniOptions());
   if (optimizer == "muon") return options_table(MuonOptions());
   if (optimizer == "normuon") return options_table(NorMuonOptions());
+  if (optimizer == "aurora") return options_table(AuroraOptions());
   if (optimizer == "asgo") return options_table(ASGOOptions());
   throw std::invalid_argument("options_markdown: unknown optimizer '" + optimizer + "'");
 }

@@ -14,7 +14,8 @@ using LossClosure = std::function<torch::Tensor()>;
 // constructor and reused by every product (retain_graph): 1.7x cheaper than rebuilding.
 // Only torch::autograd::grad is used, so the parameters' .grad() and values are never touched.
 // rows() and full_hessian() call the closure again, once per further intra-op thread (see
-// rows_into); it must be a pure function of the parameters.
+// rows_into): it is kept, must be a pure function of the parameters, and what it refers to
+// must outlive the operator.
 class HessianOperator {
  public:
   HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params);

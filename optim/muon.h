@@ -36,7 +36,9 @@ struct EnumNames<MuonScale> {
     "`add`: X/(‖X‖+1e-7); `clamp`: X/max(‖X‖,1e-7)")                             \
   X(NsDtype, ns_dtype, NsDtype::parameter, Rule::any(),                          \
     "\"\" (parameter dtype) or `bfloat16` (imitates the official kernels)")      \
-  BLOCKOPT_FLOAT32_STATE_FIELD(X)
+  BLOCKOPT_FLOAT32_STATE_FIELD(X)                                                \
+  X(NsCoefficients, ns_coefficients, NsCoefficients::jordan,                     \
+    Rule::any().added_later(), "`jordan` (3.4445, -4.775, 2.0315) or `simple` (2, -1.5, 0.5)")
 
 #define BLOCKOPT_MUON_FIELDS(X)                         \
   BLOCKOPT_MUON_COMMON_FIELDS(X)                        \
@@ -94,7 +96,7 @@ torch::Tensor orthogonalised_momentum(const torch::Tensor& param, const torch::T
                                       torch::Tensor& buffer, const Options& options) {
   auto direction = muon_momentum(grad, buffer, options.momentum(), options.nesterov());
   return newton_schulz(as_matrix(direction), options.ns_steps(), options.ns_eps_mode(),
-                       ns_compute_dtype(options.ns_dtype()))
+                       ns_compute_dtype(options.ns_dtype()), options.ns_coefficients())
       .to(param.scalar_type());
 }
 

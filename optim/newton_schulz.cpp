@@ -3,9 +3,10 @@
 namespace blockopt::optim {
 
 torch::Tensor newton_schulz(const torch::Tensor& matrix, int64_t steps, NsEpsMode eps_mode,
-                            std::optional<torch::ScalarType> dtype) {
+                            std::optional<torch::ScalarType> dtype, NsCoefficients coefficients) {
   TORCH_CHECK(matrix.dim() == 2, "newton_schulz: expected a matrix, got ", matrix.sizes());
-  constexpr double a = 3.4445, b = -4.7750, c = 2.0315;
+  const bool jordan = coefficients == NsCoefficients::jordan;
+  const double a = jordan ? 3.4445 : 2.0, b = jordan ? -4.7750 : -1.5, c = jordan ? 2.0315 : 0.5;
   auto x = matrix.to(dtype.value_or(matrix.scalar_type()));
   const bool transposed = x.size(0) > x.size(1);
   if (transposed) x = x.t();

@@ -63,7 +63,7 @@ E parse_enum(const std::string& text, const std::string& what) {
 
 // What a field accepts (validate()) and how configs and archives name it.
 struct Rule {
-  enum class Kind { any, lr, unit_interval, non_negative, at_least };
+  enum class Kind { any, lr, unit_interval, non_negative, positive, at_least };
   Kind kind = Kind::any;
   int64_t minimum = 0;               // at_least
   const char* key = nullptr;         // config key when not the option name; "" for none
@@ -90,6 +90,7 @@ struct Rule {
   static constexpr Rule lr() { return {Kind::lr}; }                        // finite, >= 0
   static constexpr Rule unit_interval() { return {Kind::unit_interval}; }  // [0, 1), each beta
   static constexpr Rule non_negative() { return {Kind::non_negative}; }    // finite, >= 0
+  static constexpr Rule positive() { return {Kind::positive}; }            // finite, > 0
   static constexpr Rule at_least(int64_t minimum) { return {Kind::at_least, minimum}; }
 };
 
@@ -157,6 +158,7 @@ void check_field(const T& value, const Field& field, const std::string& optimize
     }
     if (kind == Rule::Kind::unit_interval) check_beta(value, name, optimizer);
     if (kind == Rule::Kind::non_negative) check_non_negative(value, name, optimizer);
+    if (kind == Rule::Kind::positive) check_positive(value, name, optimizer);
   } else if constexpr (std::is_same_v<T, betas_t>) {
     if (kind == Rule::Kind::unit_interval) {
       const auto prefix = name_prefix(name, "betas");

@@ -84,6 +84,11 @@ inline std::vector<OptimizerCase> optimizer_cases() {
        [](const std::string& name, const torch::Tensor& p) {
          return matrix_or(name, p, p.numel() + p.size(0));
        }},
+      {"aurora",
+       [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
+         return std::make_unique<bo::Aurora>(n, bo::AuroraOptions(lr).weight_decay(0.01));
+       },
+       [](const std::string& name, const torch::Tensor& p) { return matrix_or(name, p, p.numel()); }},
       {"asgo",
        [](const bo::NamedParameters& n, double lr) -> OptimizerPtr {
          return std::make_unique<bo::ASGO>(n, bo::ASGOOptions(lr));

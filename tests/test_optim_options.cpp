@@ -160,6 +160,7 @@ void for_each_options(Check check) {
   check(bo::AdamMiniOptions());
   check(bo::MuonOptions());
   check(bo::NorMuonOptions());
+  check(bo::AuroraOptions());
   check(bo::ASGOOptions());
 }
 
@@ -176,6 +177,7 @@ void expect_every_rule_enforced(const Options& defaults) {
     if constexpr (std::is_same_v<T, double>) {
       if (kind == bo::Rule::Kind::lr || kind == bo::Rule::Kind::non_negative) invalid = {-1.0, NAN};
       if (kind == bo::Rule::Kind::unit_interval) invalid = {-0.1, 1.0};
+      if (kind == bo::Rule::Kind::positive) invalid = {0.0, -1.0, NAN};
     } else if constexpr (std::is_same_v<T, bo::betas_t>) {
       if (kind == bo::Rule::Kind::unit_interval) invalid = {{1.0, 0.5}, {0.5, 1.0}};
     } else if constexpr (std::is_same_v<T, int64_t>) {
@@ -310,7 +312,8 @@ TEST(OptimOptions, ArchiveKeysAndKindsAreThoseOfOlderCheckpoints) {
                                                       {"ns_steps", "Int"},
                                                       {"ns_eps_mode", "String"},
                                                       {"scale", "String"},
-                                                      {"ns_dtype", "String"}}));
+                                                      {"ns_dtype", "String"},
+                                                      {"ns_coefficients", "String"}}));
   expect_archive_keys<bo::NorMuonOptions>(with_fallback({{"lr", "Double"},
                                                          {"momentum", "Double"},
                                                          {"nesterov", "Bool"},
@@ -318,6 +321,7 @@ TEST(OptimOptions, ArchiveKeysAndKindsAreThoseOfOlderCheckpoints) {
                                                          {"ns_steps", "Int"},
                                                          {"ns_eps_mode", "String"},
                                                          {"ns_dtype", "String"},
+                                                         {"ns_coefficients", "String"},
                                                          {"beta2", "Double"},
                                                          {"final_scale", "String"}}));
   expect_archive_keys<bo::ASGOOptions>(with_fallback({{"lr", "Double"},

@@ -31,6 +31,11 @@ void check_non_negative(double value, const std::string& name, const std::string
           name + " must be finite and >= 0, got " + std::to_string(value));
 }
 
+void check_positive(double value, const std::string& name, const std::string& optimizer) {
+  require(std::isfinite(value) && value > 0.0, optimizer,
+          name + " must be finite and > 0, got " + std::to_string(value));
+}
+
 std::string ParamSlot::name() const {
   return c10::str("parameter ", index, " of group ", group, " (shape ", param->sizes(), ", ",
                   param->scalar_type(), ")");

@@ -20,6 +20,7 @@ void require(bool ok, const std::string& optimizer, const std::string& what);
 void check_lr(double lr, const std::string& optimizer);
 void check_beta(double beta, const std::string& name, const std::string& optimizer);
 void check_non_negative(double value, const std::string& name, const std::string& optimizer);
+void check_positive(double value, const std::string& name, const std::string& optimizer);
 
 // A parameter's place in an optimizer: its group and its index in the group.
 struct ParamSlot {
