@@ -126,8 +126,7 @@ void HessianOperator::rows_into(size_t t, const std::vector<size_t>& cols, torch
     torch::Tensor grad, unit;  // grad_t in the worker's graph; (numel_t) zeros
   };
   detail::ScopedCpuCache cache;  // each row's buffers reuse the previous row's
-  const int64_t workers = detail::round_robin_workers(n);
-  const auto& graphs = gradient_graphs(workers);
+  const auto& graphs = gradient_graphs(detail::round_robin_workers(n));
   const auto make_worker = [&](int64_t w) {
     return Worker{graphs.at(static_cast<size_t>(w))[t], torch::zeros({n}, out.options())};
   };
@@ -151,12 +150,8 @@ void HessianOperator::rows_into(size_t t, const std::vector<size_t>& cols, torch
       offset += inputs[i].numel();
     }
   };
-  if (static_cast<int64_t>(graphs.size()) < workers) {  // one graph: one thread
-    auto worker = make_worker(0);
-    for (int64_t k = 0; k < n; ++k) fill_row(k, worker);
-    return;
-  }
-  detail::parallel_round_robin(n, make_worker, fill_row);
+  // One worker per graph: a single graph (non-deterministic closure) runs on one thread.
+  detail::parallel_round_robin(n, make_worker, fill_row, static_cast<int64_t>(graphs.size()));
 }
 
 torch::Tensor full_hessian(HessianOperator& op, std::vector<size_t> subset) {
