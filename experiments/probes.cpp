@@ -43,9 +43,11 @@ HessianProbe::HessianProbe(std::vector<ProbeSpec> specs, std::filesystem::path d
 }
 
 void HessianProbe::on_train_begin(Trainer& trainer) {
-  std::filesystem::create_directories(dir_);
-  writer_ = std::make_unique<JsonlWriter>(dir_ / "probes.jsonl");
-  writer_->truncate_after_step(trainer.step() - 1);  // a resumed run redoes its current step
+  if (!dir_.empty()) {
+    std::filesystem::create_directories(dir_);
+    writer_ = std::make_unique<JsonlWriter>(dir_ / "probes.jsonl");
+    writer_->truncate_after_step(trainer.step() - 1);  // a resumed run redoes its current step
+  }
   probe(trainer, trainer.step());
 }
 
@@ -66,7 +68,7 @@ void HessianProbe::probe(Trainer& trainer, int64_t step) {
     record["files"] = context.files;
     record["seconds"] =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    writer_->write(record);
+    if (writer_) writer_->write(record);
     spdlog::debug("probe {} at step {}: {:.2f} s", spec.type, step, record["seconds"].get<double>());
   }
 }

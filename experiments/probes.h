@@ -37,7 +37,8 @@ std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes);
 
 class HessianProbe : public Callback {
  public:
-  // Throws std::invalid_argument for a spec of an unknown type.
+  // Throws std::invalid_argument for a spec of an unknown type. An empty `dir`: the probes
+  // run (a rank of a data-parallel job other than 0 takes part in their sums) but write nothing.
   HessianProbe(std::vector<ProbeSpec> specs, std::filesystem::path dir, uint64_t seed);
   void on_train_begin(Trainer& trainer) override;  // probes due at the current step (e.g. 0)
   void on_step_end(Trainer& trainer, const StepMetrics& m) override;

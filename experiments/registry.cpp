@@ -42,9 +42,11 @@ Enum parse_or_fail(ConfigNode& node, const std::string& key, const std::string& 
   }
 }
 
-std::shared_ptr<data::DataSource> build_gaussian(ConfigNode& node, uint64_t seed) {
+std::shared_ptr<data::DataSource> build_gaussian(ConfigNode& node, uint64_t seed,
+                                                 torch::Dtype dtype) {
   data::GaussianDataOptions defaults;
   data::GaussianDataOptions o;
+  o.dtype(dtype);
   o.samples(node.get<int64_t>("samples", defaults.samples()));
   node.check(o.samples() > 0, "samples", "must be > 0");
   o.dim(node.get<int64_t>("dim", defaults.dim()));
@@ -234,11 +236,15 @@ std::shared_ptr<models::Model> build_gpt(ConfigNode& node, const data::DataSourc
 
 }  // namespace
 
-std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed) {
+std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed, torch::Dtype dtype) {
   const auto type = node.get<std::string>("type", "gaussian");
-  if (type == "gaussian") return build_gaussian(node, seed);
+  if (type == "gaussian") return build_gaussian(node, seed, dtype);
   if (type == "text") return build_text(node, seed);
-  if (type == "fashion_mnist") return build_fashion_mnist(node, seed);
+  if (type == "fashion_mnist") {
+    node.check(dtype == torch::kFloat32, "type",
+               "fashion_mnist images are float32; runtime.dtype float64 needs gaussian or text data");
+    return build_fashion_mnist(node, seed);
+  }
   node.fail("type", "unknown data type '" + type + "' (known: gaussian, text, fashion_mnist)");
 }
 

@@ -9,7 +9,9 @@
 
 namespace blockopt::experiments {
 
-std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed);
+// `dtype`: the floating type of generated features (runtime.dtype); token ids stay int64.
+std::shared_ptr<data::DataSource> build_data(ConfigNode node, uint64_t seed,
+                                             torch::Dtype dtype = torch::kFloat32);
 std::shared_ptr<models::Model> build_model(ConfigNode node, const data::DataSource& data);
 
 }  // namespace blockopt::experiments

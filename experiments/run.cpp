@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <thread>
 
 namespace blockopt::experiments {
 
@@ -28,12 +29,28 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   auto runtime = root.child("runtime");
   e.threads = runtime.get<int>("threads", 0);
   runtime.check(e.threads >= 0, "threads", "must be >= 0 (0 = all cores)");
+  const auto dtype = runtime.get<std::string>("dtype", "float32");
+  runtime.check(dtype == "float32" || dtype == "float64", "dtype", "must be float32 or float64");
+  e.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+  auto parallel = root.child("distributed");
+  e.distributed.backend = parallel.get<std::string>("backend", e.distributed.backend);
+  const auto backends = distributed::available_backends();
+  parallel.check(std::find(backends.begin(), backends.end(), e.distributed.backend) != backends.end(),
+                 "backend", fmt::format("'{}' is not available in this LibTorch (available: {})",
+                                        e.distributed.backend, fmt::join(backends, ", ")));
+  const auto timeout_s = parallel.get<double>("timeout_s", 60.0);
+  parallel.check(timeout_s > 0.0 && timeout_s <= 86400.0, "timeout_s", "must be in (0, 86400]");
+  e.distributed.timeout = std::chrono::milliseconds(std::llround(timeout_s * 1000.0));
+  const auto bucket_mb = parallel.get<double>("bucket_mb", 25.0);
+  parallel.check(bucket_mb > 0.0 && bucket_mb <= 4096.0, "bucket_mb", "must be in (0, 4096]");
+  e.bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1024.0 * 1024.0));
   auto output = root.child("output");
   e.output_dir = output.get<std::string>("dir", "runs");
 
   seed_everything(e.seed);  // model initialisation draws from the global generator
-  e.data = build_data(root.child("data"), e.seed);
+  e.data = build_data(root.child("data"), e.seed, e.dtype);
   e.model = build_model(root.child("model"), *e.data);
+  if (e.dtype != torch::kFloat32) e.model->to(e.dtype);
   e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"),
                                       &e.optimizer_layout);
   e.trainer = read_trainer_options(root.child("train"));
@@ -78,7 +95,8 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
 }
 
-void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResult& r) {
+void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResult& r,
+                   const distributed::DataParallel* parallel) {
   nlohmann::json summary = {
       {"name", e.name},
       {"status", status_name(r.status)},
@@ -87,6 +105,7 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
       {"final_loss", r.final_loss},
       {"wall_time", r.wall_time},
       {"seed", e.seed},
+      {"world_size", parallel ? parallel->world_size() : 1},
       {"parameters", e.model->parameter_count()},
       {"flops_per_item", e.model->flops_per_item()},
       {"optimizer_state_bytes", optim::state_bytes(*e.optimizer)},
@@ -99,6 +118,13 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
   if (const auto* asgo = dynamic_cast<const optim::ASGO*>(e.optimizer.get())) {
     summary["asgo_nan_roots"] = asgo->nan_roots();  // steps whose root was replaced by I
     if (asgo->nan_roots() > 0) spdlog::warn("ASGO replaced {} non-finite roots by I", asgo->nan_roots());
+  }
+  if (parallel) {
+    // This session's gradient averaging on rank 0 (copies into the buckets and allreduce).
+    summary["data_parallel"] = {
+        {"gradient_buckets", parallel->bucket_count()},
+        {"gradient_sync_seconds_per_step",
+         parallel->gradient_syncs() > 0 ? parallel->gradient_sync_seconds() / parallel->gradient_syncs() : 0.0}};
   }
   if (r.final_eval) summary["final_eval"] = eval_json(*r.final_eval);
   if (r.best_eval) summary["best_eval"] = eval_json(*r.best_eval);
@@ -120,16 +146,38 @@ RunOutcome run_experiment(const RunRequest& request) {
 RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   // Threads first: they can change floating-point reduction order, so they are config.
   // build_experiment checks the value; a malformed one here just means the default.
+  // The ranks on one machine share its cores.
+  const auto job = distributed::launch_environment_from_env();
+  if (job && job->world_size > 1) name_rank_in_logs(job->rank);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = yaml["runtime"].IsMap() && yaml["runtime"]["threads"]
                           ? yaml["runtime"]["threads"].as<int>(0) : 0;
-  configure_runtime(threads);
+  configure_runtime(threads > 0 || !job ? threads : std::max(1, cores / job->local_world_size));
   auto experiment = build_experiment(yaml, request.config_path);
 
+  // One rank of a data-parallel job: rank 0 alone writes the run directory and logs progress.
+  std::shared_ptr<distributed::DataParallel> parallel;
+  if (job && job->world_size > 1) {
+    parallel = std::make_shared<distributed::DataParallel>(
+        distributed::ProcessGroup::join(*job, experiment.distributed),
+        experiment.model->parameters(), experiment.bucket_bytes);
+    parallel->broadcast_parameters();
+  }
+  const bool writer = !parallel || parallel->rank() == 0;
+
   RunOutcome outcome;
+  outcome.wrote_run_directory = writer;
   outcome.dir = request.out_dir ? fs::path(*request.out_dir)
                                 : fs::path(experiment.output_dir) / experiment.name;
   RunDirectory dir(outcome.dir);
-  const auto state = dir.claim(experiment.resolved_yaml);
+  auto state = RunDirectory::State::Fresh;
+  if (writer) state = dir.claim(experiment.resolved_yaml);
+  if (parallel) {
+    // The other ranks follow rank 0's reading of the directory.
+    const std::string key = "blockopt/run_state";
+    if (writer) parallel->group().store_set(key, std::to_string(static_cast<int>(state)));
+    state = static_cast<RunDirectory::State>(std::stoi(parallel->group().store_get(key)));
+  }
   if (state == RunDirectory::State::Complete) {
     spdlog::info("run {} is already complete in {}", experiment.name, outcome.dir.string());
     outcome.already_complete = true;
@@ -138,42 +186,53 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
 
   Trainer trainer(experiment.model, experiment.data, experiment.optimizer, experiment.schedule,
                   experiment.trainer);
+  trainer.set_data_parallel(parallel);
   if (state == RunDirectory::State::Resumable) {
+    // NOTE: every rank reads rank 0's checkpoint, so a job over several machines needs the
+    // run directory on a shared file system to resume.
     trainer.load_checkpoint(dir.checkpoint_path());
     outcome.resumed = true;
     spdlog::info("resuming {} from step {}", outcome.dir.string(), trainer.step());
   }
-  spdlog::info("{}: {} parameters, {:.3g} forward FLOPs per item ({}), {} steps, run directory {}",
+  spdlog::info("{}: {} parameters, {:.3g} forward FLOPs per item ({}), {} steps, {}run directory {}",
                experiment.name, experiment.model->parameter_count(),
                static_cast<double>(experiment.model->flops_per_item()), experiment.data->item_name(),
-               experiment.trainer.steps, outcome.dir.string());
-  write_file_atomic(outcome.dir / "model.txt", experiment.model->parameter_listing());
-  if (!experiment.optimizer_layout.empty()) {
-    // Which parameter went where (Adam-mini blocks, matrix or fallback), kept with the run.
-    write_file_atomic(outcome.dir / "optimizer_layout.txt", experiment.optimizer_layout);
-    spdlog::info("optimizer layout (blocks / routing per parameter): {}",
-                 (outcome.dir / "optimizer_layout.txt").string());
-    spdlog::debug("optimizer layout:\n{}", experiment.optimizer_layout);
-    std::istringstream lines(experiment.optimizer_layout);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind("warning: ", 0) == 0) spdlog::warn("{}", line.substr(9));
+               experiment.trainer.steps,
+               parallel ? fmt::format("{} ranks ({} gradient buckets), ", parallel->world_size(),
+                                      parallel->bucket_count())
+                        : "",
+               outcome.dir.string());
+  if (writer) {
+    write_file_atomic(outcome.dir / "model.txt", experiment.model->parameter_listing());
+    if (!experiment.optimizer_layout.empty()) {
+      // Which parameter went where (Adam-mini blocks, matrix or fallback), kept with the run.
+      write_file_atomic(outcome.dir / "optimizer_layout.txt", experiment.optimizer_layout);
+      spdlog::info("optimizer layout (blocks / routing per parameter): {}",
+                   (outcome.dir / "optimizer_layout.txt").string());
+      spdlog::debug("optimizer layout:\n{}", experiment.optimizer_layout);
+      std::istringstream lines(experiment.optimizer_layout);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("warning: ", 0) == 0) spdlog::warn("{}", line.substr(9));
+      }
+    }
+    trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
+    trainer.add_callback(
+        std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
+    if (request.progress_bar) {
+      trainer.add_callback(std::make_shared<ProgressBar>());
+    } else {
+      trainer.add_callback(std::make_shared<ConsoleLogger>());
     }
   }
-  trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
-  trainer.add_callback(
-      std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
+
   if (!experiment.probes.empty()) {
-    trainer.add_callback(
-        std::make_shared<HessianProbe>(experiment.probes, dir.hessian_dir(), experiment.seed));
-  }
-  if (request.progress_bar) {
-    trainer.add_callback(std::make_shared<ProgressBar>());
-  } else {
-    trainer.add_callback(std::make_shared<ConsoleLogger>());
+    // Every rank computes the probes (their Hessian products are sums over the ranks).
+    trainer.add_callback(std::make_shared<HessianProbe>(
+        experiment.probes, writer ? dir.hessian_dir() : fs::path(), experiment.seed));
   }
 
   outcome.result = trainer.run();
-  write_summary(dir, experiment, outcome.result);
+  if (writer) write_summary(dir, experiment, outcome.result, parallel.get());
   if (outcome.result.status == TrainResult::Status::Diverged) {
     spdlog::error("{}: {}", experiment.name, outcome.result.message);
   }

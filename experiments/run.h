@@ -5,6 +5,7 @@
 #include <blockopt/experiments/run_dir.h>
 #include <blockopt/experiments/sweep.h>
 #include <blockopt/experiments/trainer.h>
+#include <blockopt/distributed/process_group.h>
 
 #include <optional>
 #include <string>
@@ -18,6 +19,10 @@ struct Experiment {
   uint64_t seed = 0;
   std::string output_dir;
   int threads = 0;
+  torch::Dtype dtype = torch::kFloat32;  // runtime.dtype: parameters and generated features
+  // The `distributed:` section: used when the run is one rank of a job (launch_environment.h).
+  distributed::GroupOptions distributed;
+  int64_t bucket_bytes = 25 << 20;
   std::string resolved_yaml;
   std::shared_ptr<models::Model> model;
   std::shared_ptr<data::DataSource> data;
@@ -54,6 +59,7 @@ struct RunOutcome {
   TrainResult result;
   bool resumed = false;
   bool already_complete = false;
+  bool wrote_run_directory = true;  // false on the ranks other than 0 of a job
 };
 
 // The config file with the --set overrides applied.

@@ -3,6 +3,7 @@
 
 #include <blockopt_version.h>
 #include <malloc.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -35,6 +36,11 @@ RuntimeInfo configure_runtime(int intra_op_threads) {
                  "the reference BLAS is ~30x slower)", at::get_num_threads());
   }
   return info;
+}
+
+void name_rank_in_logs(int rank) {
+  spdlog::set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [rank {}] [%^%l%$] %v", rank));
+  if (rank != 0) spdlog::set_level(spdlog::level::warn);
 }
 
 void seed_everything(uint64_t seed) { torch::manual_seed(seed); }

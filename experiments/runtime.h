@@ -17,6 +17,10 @@ struct RuntimeInfo {
 // at start-up, before large allocations.
 RuntimeInfo configure_runtime(int intra_op_threads = 0);
 
+// Logs of one rank of a job: every line carries "[rank N]"; ranks other than 0 log warnings
+// and errors only (rank 0 speaks for the job).
+void name_rank_in_logs(int rank);
+
 // Seeds torch's global generator (model init, dropout).
 void seed_everything(uint64_t seed);
 

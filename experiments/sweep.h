@@ -39,10 +39,11 @@ struct SweepOutcome {
 };
 
 // Runs every run not yet complete (a re-run resumes the sweep), `plan.parallel` processes at
-// a time, by executing `blockopt_exe run <dir>/config.yaml --out <dir>`. Crashed and
-// diverged runs are recorded as such in sweep.json, never dropped. Then writes
-// comparison.json.
-SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe);
+// a time, by executing `blockopt_exe run <dir>/config.yaml --out <dir>` (with `--nproc N`
+// when nproc > 1: each run is then N data-parallel ranks). Crashed and diverged runs are
+// recorded as such in sweep.json, never dropped. Then writes comparison.json.
+SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
+                       int nproc = 1);
 
 // Aggregates the finished runs of a sweep directory into comparison.json (also used by
 // `blockopt report`).

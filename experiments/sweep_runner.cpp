@@ -21,14 +21,15 @@ std::string yaml_text(const YAML::Node& node) {
   return std::string(out.c_str()) + "\n";
 }
 
-// Starts `blockopt_exe run <run_dir>/config.yaml --out <run_dir> --no-progress` with its
-// stdout and stderr appended to <run_dir>/run.log; returns its pid, or nothing (logging why)
-// when it cannot start.
-std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& run_dir) {
+// Starts `blockopt_exe run <run_dir>/config.yaml --out <run_dir> --no-progress [--nproc N]`
+// with its stdout and stderr appended to <run_dir>/run.log; returns its pid, or nothing
+// (logging why) when it cannot start.
+std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& run_dir, int nproc) {
+  std::vector<std::string> args = {blockopt_exe, "run", (run_dir / "config.yaml").string(),
+                                   "--out", run_dir.string(), "--no-progress"};
+  if (nproc > 1) args.insert(args.end(), {"--nproc", std::to_string(nproc)});
   try {
-    return spawn_logged({blockopt_exe, "run", (run_dir / "config.yaml").string(), "--out",
-                         run_dir.string(), "--no-progress"},
-                        run_dir / "run.log", /*append=*/true);
+    return spawn_logged(args, run_dir / "run.log", /*append=*/true);
   } catch (const std::system_error& error) {
     spdlog::error("{} for {}", error.what(), run_dir.string());
     return std::nullopt;
@@ -37,7 +38,8 @@ std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& 
 
 }  // namespace
 
-SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe) {
+SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
+                       int nproc) {
   fs::create_directories(dir / "runs");
   nlohmann::json index = {{"name", plan.name}, {"target_loss", plan.target_loss}, {"runs", nlohmann::json::array()}};
   for (const auto& run : plan.runs) {
@@ -73,7 +75,7 @@ SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::st
     while (static_cast<int>(active.size()) >= plan.parallel) reap_one();
     const auto run_dir = dir / "runs" / plan.runs[i].id;
     spdlog::info("sweep {}: starting {}", plan.name, plan.runs[i].id);
-    if (const auto pid = start_run(blockopt_exe, run_dir)) {
+    if (const auto pid = start_run(blockopt_exe, run_dir, nproc)) {
       active[*pid] = i;
     } else {
       exit_codes[i] = 127;  // a shell's code for a command it cannot run; recorded as failed below

@@ -61,6 +61,10 @@ void Trainer::add_callback(std::shared_ptr<Callback> callback) {
   callbacks_.push_back(std::move(callback));
 }
 
+void Trainer::set_data_parallel(std::shared_ptr<distributed::DataParallel> parallel) {
+  parallel_ = std::move(parallel);
+}
+
 void Trainer::apply_schedule(int64_t step) {
   const double factor = schedule_.factor(step);
   auto& groups = optimizer_->param_groups();
@@ -85,12 +89,20 @@ EvalMetrics Trainer::evaluate() {
   const bool was_training = model_->is_training();
   model_->eval();
   double loss_sum = 0.0, correct = 0.0, count = 0.0;
-  for (const auto& batch : data_->eval_batches()) {
+  const auto batches = data_->eval_batches();
+  const size_t first = parallel_ ? parallel_->rank() : 0;
+  const size_t stride = parallel_ ? parallel_->world_size() : 1;
+  for (size_t b = first; b < batches.size(); b += stride) {
+    const auto& batch = batches[b];
     auto logits = model_->forward(batch.inputs);
     const double n = static_cast<double>(batch.targets.numel());
     loss_sum += models::compute_loss(logits, batch.targets, options_.loss).item<double>() * n;
     correct += models::accuracy(logits, batch.targets) * n;
     count += n;
+  }
+  if (parallel_) {
+    const auto sums = parallel_->sum({loss_sum, correct, count});
+    loss_sum = sums[0], correct = sums[1], count = sums[2];
   }
   model_->train(was_training);
   EvalMetrics metrics{step_, loss_sum / count, correct / count, elapsed()};
@@ -113,11 +125,16 @@ TrainResult Trainer::run() {
     double loss_value = 0.0;
     for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
       auto batch = data_->next_batch();
+      if (parallel_) batch = {parallel_->local_rows(batch.inputs), parallel_->local_rows(batch.targets)};
       auto logits = model_->forward(batch.inputs);
       auto loss = models::compute_loss(logits, batch.targets, options_.loss) /
                   static_cast<double>(options_.grad_accum);
       loss.backward();
       loss_value += loss.item<double>();
+    }
+    if (parallel_) {
+      parallel_->average_gradients();
+      loss_value = parallel_->sum({loss_value})[0] / parallel_->world_size();
     }
     double grad_norm = global_grad_norm();
     if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {

@@ -3,6 +3,7 @@
 // checkpoint/resume that continues bit-identically, and a clean stop on NaN/Inf.
 #include <blockopt/experiments/schedule.h>
 #include <blockopt/data/data.h>
+#include <blockopt/distributed/data_parallel.h>
 #include <blockopt/models/loss.h>
 #include <blockopt/models/model.h>
 
@@ -81,6 +82,11 @@ class Trainer {
           TrainerOptions options);
 
   void add_callback(std::shared_ptr<Callback> callback);
+  // Data parallel training: each step this rank takes its rows of every global batch, and
+  // the gradients and the logged loss are averaged over the ranks before the optimizer step;
+  // evaluation batches are dealt round-robin to the ranks and their sums added up. Every
+  // rank draws the same global batches, so the data position is the same on all ranks.
+  void set_data_parallel(std::shared_ptr<distributed::DataParallel> parallel);
   // Trains from the current step to options.steps.
   TrainResult run();
   EvalMetrics evaluate();
@@ -100,6 +106,7 @@ class Trainer {
   data::DataSource& data() { return *data_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   models::Loss loss_kind() const { return options_.loss; }
+  distributed::DataParallel* data_parallel() const { return parallel_.get(); }  // null: one process
 
  private:
   void apply_schedule(int64_t step);
@@ -117,6 +124,7 @@ class Trainer {
   TrainerOptions options_;
   std::vector<double> base_lrs_;  // per param group, as configured
   std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::shared_ptr<distributed::DataParallel> parallel_;  // null: one process
   int64_t step_ = 0;
   double elapsed_before_ = 0.0;  // wall time accumulated by earlier sessions of this run
   std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();

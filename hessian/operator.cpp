@@ -34,7 +34,11 @@ std::vector<torch::Tensor> gradient_with_graph(const torch::Tensor& loss,
 }  // namespace
 
 HessianOperator::HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params)
-    : loss_fn_(loss), params_(std::move(params)) {
+    : HessianOperator(loss, std::move(params), SumOverRanks{}) {}
+
+HessianOperator::HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params,
+                                 SumOverRanks sum_over_ranks)
+    : loss_fn_(loss), sum_over_ranks_(std::move(sum_over_ranks)), params_(std::move(params)) {
   offsets_.push_back(0);
   for (const auto& p : params_) {
     TORCH_CHECK(p.requires_grad(), "HessianOperator: every parameter must require grad");
@@ -43,7 +47,13 @@ HessianOperator::HessianOperator(const LossClosure& loss, std::vector<torch::Ten
   size_ = offsets_.back();
   torch::AutoGradMode enable(true);
   loss_ = loss_fn_();
+  total_loss_ = loss_.detach().clone();
+  reduce(total_loss_);
   graphs_.push_back(gradient_with_graph(loss_, params_));
+}
+
+void HessianOperator::reduce(const torch::Tensor& t) const {
+  if (sum_over_ranks_) sum_over_ranks_(t);
 }
 
 const std::vector<std::vector<torch::Tensor>>& HessianOperator::gradient_graphs(int64_t count) {
@@ -66,7 +76,9 @@ const std::vector<std::vector<torch::Tensor>>& HessianOperator::gradient_graphs(
 torch::Tensor HessianOperator::gradient() const {
   std::vector<torch::Tensor> flat;
   for (const auto& g : graphs_.front()) flat.push_back(g.detach().reshape(-1));
-  return torch::cat(flat);
+  auto gradient = torch::cat(flat);
+  reduce(gradient);
+  return gradient;
 }
 
 torch::Tensor HessianOperator::hvp(const torch::Tensor& v) {
@@ -79,7 +91,7 @@ torch::Tensor HessianOperator::hvp(const torch::Tensor& v) {
     outputs.push_back(grads[t]);
     grad_outputs.push_back(parts[t]);
   }
-  if (outputs.empty()) return torch::zeros({size_}, params_.front().options());
+  if (outputs.empty()) return torch::zeros({size_}, params_.front().options());  // on every rank
   torch::AutoGradMode enable(true);
   auto columns = torch::autograd::grad(outputs, params_, grad_outputs, /*retain_graph=*/true,
                                        /*create_graph=*/false, /*allow_unused=*/true);
@@ -88,7 +100,9 @@ torch::Tensor HessianOperator::hvp(const torch::Tensor& v) {
     flat.push_back(columns[t].defined() ? columns[t].reshape(-1)
                                         : torch::zeros({params_[t].numel()}, params_[t].options()));
   }
-  return torch::cat(flat);
+  auto product = torch::cat(flat);
+  reduce(product);
+  return product;
 }
 
 torch::Tensor HessianOperator::hvp_columns(const torch::Tensor& vs) {
@@ -116,6 +130,7 @@ void HessianOperator::rows_into(size_t t, const std::vector<size_t>& cols, torch
   const int64_t n = params_.at(t).numel();
   TORCH_CHECK(out.dim() == 2 && out.size(0) == n && out.size(1) == width,
               "HessianOperator::rows_into: out must be (", n, ", ", width, "), got ", out.sizes());
+  // The same on every rank (the graphs have the same structure), so no rank skips the sum.
   if (!graphs_.front()[t].requires_grad()) {  // the loss is at most linear in parameter t
     out.zero_();
     return;
@@ -152,6 +167,7 @@ void HessianOperator::rows_into(size_t t, const std::vector<size_t>& cols, torch
   };
   // One worker per graph: a single graph (non-deterministic closure) runs on one thread.
   detail::parallel_round_robin(n, make_worker, fill_row, static_cast<int64_t>(graphs.size()));
+  reduce(out);
 }
 
 torch::Tensor full_hessian(HessianOperator& op, std::vector<size_t> subset) {

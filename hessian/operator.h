@@ -9,6 +9,8 @@ namespace blockopt::hessian {
 
 // Returns the scalar loss as a function of the parameters handed to HessianOperator.
 using LossClosure = std::function<torch::Tensor()>;
+// Sums a tensor over the ranks of a data-parallel job, in place (an allreduce).
+using SumOverRanks = std::function<void(const torch::Tensor&)>;
 
 // H v = d/dtheta <grad L(theta), v>. The gradient graph (create_graph) is built once in the
 // constructor and reused by every product (retain_graph): 1.7x cheaper than rebuilding.
@@ -19,10 +21,16 @@ using LossClosure = std::function<torch::Tensor()>;
 class HessianOperator {
  public:
   HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params);
+  // Data parallel: each rank's closure is its share of the loss (the shares add up to the
+  // loss, e.g. its rows' mean times their fraction of the data), and loss(), gradient(),
+  // hvp() and rows() return the sums over the ranks, so every rank gets the whole loss's
+  // values. Every rank must make the same calls in the same order.
+  HessianOperator(const LossClosure& loss, std::vector<torch::Tensor> params,
+                  SumOverRanks sum_over_ranks);
 
   int64_t size() const { return size_; }  // P
   const std::vector<torch::Tensor>& params() const { return params_; }
-  torch::Tensor loss() const { return loss_.detach(); }
+  torch::Tensor loss() const { return total_loss_; }
   torch::Tensor gradient() const;  // (P)
 
   // Backpropagates only from the gradient tensors where v is non-zero (autograd prunes the
@@ -49,7 +57,12 @@ class HessianOperator {
   // The gradient graphs of `count` workers (fewer if the closure is not deterministic).
   const std::vector<std::vector<torch::Tensor>>& gradient_graphs(int64_t count);
 
+  // Sums over the ranks when given, in place.
+  void reduce(const torch::Tensor& t) const;
+
   LossClosure loss_fn_;
+  SumOverRanks sum_over_ranks_;  // empty: one process
+  torch::Tensor total_loss_;     // loss_ summed over the ranks
   std::vector<torch::Tensor> params_;
   std::vector<int64_t> offsets_;
   int64_t size_ = 0;

@@ -1,5 +1,6 @@
 // The blockopt command line: a thin layer over blockopt_experiments.
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/launcher.h>
 #include <blockopt/experiments/optimizer_factory.h>
 #include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
@@ -30,6 +31,12 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   run_cmd->add_option("--out", out_dir, "run directory (default: <output.dir>/<name>)");
   run_cmd->add_flag("--no-progress", no_progress, "log lines instead of a progress bar");
+  int nproc = 1;
+  run_cmd->add_option("--nproc", nproc,
+                      "start this many ranks of a data-parallel run on this machine (as "
+                      "torchrun --standalone; a sweep: of each run); a job launched elsewhere "
+                      "sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT instead")
+      ->check(CLI::Range(1, 1024));
   bool dry_run = false;
   run_cmd->add_flag("--dry-run", dry_run,
                     "check and resolve the config, print it (a sweep: its run ids) and exit; "
@@ -66,6 +73,17 @@ int main(int argc, char** argv) {
         std::cout << ex::dry_run(config, run.config_path);
         return 0;
       }
+      if (nproc > 1 && !ex::is_sweep(config)) {
+        if (std::getenv("WORLD_SIZE") != nullptr) {
+          throw std::invalid_argument("--nproc inside a launched job (WORLD_SIZE is set)");
+        }
+        std::vector<std::string> rank_args = {
+            std::filesystem::canonical("/proc/self/exe").string(), "run", run.config_path};
+        for (const auto& assignment : run.overrides) rank_args.insert(rank_args.end(), {"--set", assignment});
+        if (run.out_dir) rank_args.insert(rank_args.end(), {"--out", *run.out_dir});
+        if (no_progress) rank_args.push_back("--no-progress");
+        return ex::launch_local_ranks(nproc, rank_args);
+      }
       if (ex::is_sweep(config)) {
         const auto plan = ex::plan_sweep(config, run.config_path);
         ex::configure_runtime();
@@ -75,7 +93,7 @@ int main(int argc, char** argv) {
                                                         ? config["output"]["dir"].as<std::string>()
                                                         : "runs") / plan.name;
         const auto exe = std::filesystem::canonical("/proc/self/exe").string();
-        const auto outcome = ex::run_sweep(plan, dir, exe);
+        const auto outcome = ex::run_sweep(plan, dir, exe, nproc);
         std::cout << "sweep: " << outcome.completed << " completed, " << outcome.diverged
                   << " diverged, " << outcome.failed << " failed\n"
                   << "report: " << ex::write_report(dir).string() << "\n";
@@ -83,6 +101,9 @@ int main(int argc, char** argv) {
       }
       const auto outcome = ex::run_experiment(config, run);
       if (outcome.already_complete) return 0;
+      if (!outcome.wrote_run_directory) {
+        return outcome.result.status == ex::TrainResult::Status::Completed ? 0 : 3;
+      }
       std::cout << "run directory: " << outcome.dir.string() << "\n";
       if (outcome.result.status == ex::TrainResult::Status::Completed) {
         std::cout << "report: " << ex::write_report(outcome.dir).string() << "\n";

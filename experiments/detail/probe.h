@@ -19,7 +19,8 @@ namespace blockopt::experiments::detail {
 
 // What one probe differentiates: the parameters (copies in the probe's dtype for MLPs, so the
 // model itself is never touched), the loss on the evaluation set, and whether the MLP closed
-// form applies.
+// form applies. In a data-parallel job each rank takes its rows of the evaluation set, its
+// loss is weighted by their share of it, and the Hessian's values are summed over the ranks.
 struct ProbeTarget {
   std::vector<torch::Tensor> params;
   std::vector<hessian::ParamInfo> infos;
@@ -27,7 +28,9 @@ struct ProbeTarget {
   bool closed_form = false;  // an MLP: mlp_hessian_closed_form
   bool bias = false;
   models::Activation activation = models::Activation::ReLU;
-  torch::Tensor x, y;
+  torch::Tensor x, y;  // this rank's rows of the evaluation set
+  double share = 1.0;   // their fraction of the evaluation set
+  hessian::SumOverRanks sum_over_ranks;  // empty: one process
   models::Loss loss_kind = models::Loss::CrossEntropy;
   torch::TensorOptions options;
 };
@@ -59,7 +62,8 @@ class ProbeContext {
   // block_outputs; sets "method".
   void estimated_block_norms();
 
-  // Outputs, each listed in `files`:
+  // Outputs, each listed in `files`; nothing is written when the probe directory is empty (the
+  // ranks other than 0 of a job compute, rank 0 writes):
   // <suffix>.npy of `t`.
   void save(const std::string& suffix, const torch::Tensor& t);
   // Log-scale heatmap of `t`; its colour range goes to record[key].

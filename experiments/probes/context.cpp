@@ -20,6 +20,24 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
   }
   t.x = torch::cat(xs);
   t.y = torch::cat(ys);
+  if (auto* parallel = trainer.data_parallel()) {
+    // Rows [r N / W, (r + 1) N / W): every rank gets some, no two the same.
+    const int64_t n = t.x.size(0), w = parallel->world_size(), r = parallel->rank();
+    if (n < w) {
+      throw std::invalid_argument(fmt::format("Hessian probe: the evaluation set has {} rows, "
+                                              "fewer than the {} ranks", n, w));
+    }
+    const int64_t begin = r * n / w, end = (r + 1) * n / w;
+    t.x = t.x.narrow(0, begin, end - begin);
+    t.y = t.y.narrow(0, begin, end - begin);
+    t.share = static_cast<double>(end - begin) / static_cast<double>(n);
+    t.sum_over_ranks = [parallel](const torch::Tensor& values) {
+      if (values.is_contiguous()) return parallel->group().allreduce_sum(values);
+      auto dense = values.contiguous();
+      parallel->group().allreduce_sum(dense);
+      values.copy_(dense);
+    };
+  }
   t.loss_kind = trainer.loss_kind();
   auto& model = trainer.model();
   auto* mlp = dynamic_cast<models::MLP*>(&model);
@@ -34,8 +52,8 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
     t.x = t.x.reshape({t.x.size(0), -1}).to(dtype);
     t.closed_form = true;
     t.loss = [params = t.params, act = t.activation, x = t.x, y = t.y, kind = t.loss_kind,
-              bias = t.bias] {
-      return models::compute_loss(bh::mlp_forward(params, act, x, bias), y, kind);
+              bias = t.bias, share = t.share] {
+      return models::compute_loss(bh::mlp_forward(params, act, x, bias), y, kind) * share;
     };
   } else {
     for (const auto& item : model.named_parameters()) {
@@ -43,8 +61,8 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
       t.params.push_back(item.value());
       t.infos.push_back({item.key(), item.value().sizes().vec()});
     }
-    t.loss = [&model, x = t.x, y = t.y, kind = t.loss_kind] {
-      return models::compute_loss(model.forward(x), y, kind);
+    t.loss = [&model, x = t.x, y = t.y, kind = t.loss_kind, share = t.share] {
+      return models::compute_loss(model.forward(x), y, kind) * share;
     };
   }
   t.options = t.params.front().options().requires_grad(false);
@@ -63,7 +81,7 @@ ProbeContext::ProbeContext(const ProbeSpec& spec, ProbeTarget target, at::Genera
                            const std::filesystem::path& dir, int64_t step, size_t index)
     : spec(spec),
       target(std::move(target)),
-      op(this->target.loss, this->target.params),
+      op(this->target.loss, this->target.params, this->target.sum_over_ranks),
       generator(std::move(generator)),
       partition(bh::make_partition(spec.partition, this->target.infos, spec.head_dim)),
       parameter_count(op.size()),
@@ -75,8 +93,13 @@ ProbeContext::ProbeContext(const ProbeSpec& spec, ProbeTarget target, at::Genera
 torch::Tensor ProbeContext::full_hessian() {
   record["method"] = target.closed_form ? "closed_form" : "autograd";
   if (target.closed_form) {
-    return bh::mlp_hessian_closed_form(target.params, target.activation, target.x, target.y,
-                                       target.loss_kind, target.bias);
+    auto h = bh::mlp_hessian_closed_form(target.params, target.activation, target.x, target.y,
+                                         target.loss_kind, target.bias);
+    if (target.sum_over_ranks) {
+      h.mul_(target.share);
+      target.sum_over_ranks(h);
+    }
+    return h;
   }
   return bh::full_hessian(op);
 }
@@ -90,12 +113,14 @@ void ProbeContext::estimated_block_norms() {
 }
 
 void ProbeContext::save(const std::string& suffix, const torch::Tensor& t) {
+  if (dir_.empty()) return;
   write_npy(dir_ / (prefix_ + suffix), t);
   files.push_back(prefix_ + suffix);
 }
 
 void ProbeContext::heatmap(const std::string& suffix, const torch::Tensor& t,
                            const std::string& key) {
+  if (dir_.empty()) return;
   auto [lo, hi] = write_heatmap_png(dir_ / (prefix_ + suffix), t, /*log_scale=*/true);
   files.push_back(prefix_ + suffix);
   record[key] = {{"log10_min", lo}, {"log10_max", hi}};
@@ -119,8 +144,10 @@ nlohmann::json ProbeContext::spectrum_fit(const std::string& suffix,
                                           const torch::Tensor& eigenvalues) {
   auto fit = fit_marchenko_pastur(eigenvalues);
   const auto name = prefix_ + suffix + "_hist.png";
-  write_histogram_png(dir_ / name, fit.counts, fit.density);
-  files.push_back(name);
+  if (!dir_.empty()) {
+    write_histogram_png(dir_ / name, fit.counts, fit.density);
+    files.push_back(name);
+  }
   return {{"mp_sigma2", fit.sigma2}, {"mp_ratio", fit.ratio}, {"edges", to_json(fit.edges)},
           {"counts", to_json(fit.counts)}, {"mp_density", to_json(fit.density)}};
 }

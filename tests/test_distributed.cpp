@@ -1,0 +1,480 @@
+// Data parallel training over c10d/Gloo: the launcher's environment, bucketed gradient
+// averaging, a dead rank named in the error, and 2 ranks against 1 process end to end.
+#include <blockopt/distributed/data_parallel.h>
+#include <blockopt/experiments/process.h>
+#include <blockopt/experiments/run.h>
+
+#include "common.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+namespace dist = blockopt::distributed;
+namespace ex = blockopt::experiments;
+namespace fs = std::filesystem;
+using blockopt::test::error_of;
+using blockopt::test::fresh_dir;
+using ::testing::HasSubstr;
+
+namespace {
+
+// Sets environment variables for one test and restores them after.
+class ScopedEnvironment {
+ public:
+  void set(const std::string& name, const std::string& value) {
+    remember(name);
+    setenv(name.c_str(), value.c_str(), 1);
+  }
+  void unset(const std::string& name) {
+    remember(name);
+    unsetenv(name.c_str());
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value) setenv(name.c_str(), value->c_str(), 1);
+      else unsetenv(name.c_str());
+    }
+  }
+
+ private:
+  void remember(const std::string& name) {
+    if (saved_.count(name)) return;
+    const char* value = std::getenv(name.c_str());
+    saved_[name] = value ? std::optional<std::string>(value) : std::nullopt;
+  }
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+const std::vector<std::string> kJobVariables = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                                                "MASTER_ADDR", "MASTER_PORT",
+                                                "TORCHELASTIC_USE_AGENT_STORE"};
+
+// Runs `body(rank)` on `world` threads, each one rank of a job whose store this thread hosts.
+void run_ranks(int world, const std::function<void(std::shared_ptr<dist::ProcessGroup>)>& body,
+               std::chrono::milliseconds timeout = std::chrono::milliseconds(20'000)) {
+  dist::StoreServer store("127.0.0.1");
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(world);
+  for (int rank = 0; rank < world; ++rank) {
+    threads.emplace_back([&, rank] {
+      dist::LaunchEnvironment env;
+      env.rank = env.local_rank = rank;
+      env.world_size = env.local_world_size = world;
+      env.master_port = store.port();
+      env.launcher_hosts_store = true;
+      dist::GroupOptions options;
+      options.timeout = timeout;
+      errors[rank] = error_of([&] { body(dist::ProcessGroup::join(env, options)); });
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int rank = 0; rank < world; ++rank) EXPECT_EQ(errors[rank], "") << "rank " << rank;
+}
+
+}  // namespace
+
+TEST(DistributedTest, LaunchEnvironmentReadsTorchrunsVariables) {
+  ScopedEnvironment env;
+  for (const auto& name : kJobVariables) env.unset(name);
+  EXPECT_FALSE(dist::launch_environment_from_env().has_value());
+
+  env.set("WORLD_SIZE", "4");
+  env.set("RANK", "2");
+  env.set("MASTER_ADDR", "10.0.0.7");
+  env.set("MASTER_PORT", "29511");
+  env.set("LOCAL_WORLD_SIZE", "2");
+  env.set("LOCAL_RANK", "0");
+  const auto job = dist::launch_environment_from_env();
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->rank, 2);
+  EXPECT_EQ(job->world_size, 4);
+  EXPECT_EQ(job->local_rank, 0);
+  EXPECT_EQ(job->local_world_size, 2);
+  EXPECT_EQ(job->master_addr, "10.0.0.7");
+  EXPECT_EQ(job->master_port, 29511);
+  EXPECT_FALSE(job->launcher_hosts_store);
+  EXPECT_FALSE(job->store_server());  // rank 2: a client of rank 0's store
+
+  // The variables round-trip through environment_variables (what the launcher sets).
+  for (const auto& [name, value] : dist::environment_variables(*job)) env.set(name, value);
+  const auto again = dist::launch_environment_from_env();
+  EXPECT_EQ(again->rank, 2);
+  EXPECT_EQ(again->master_port, 29511);
+  EXPECT_EQ(again->local_world_size, 2);
+}
+
+TEST(DistributedTest, MalformedLaunchVariablesAreNamed) {
+  ScopedEnvironment env;
+  for (const auto& name : kJobVariables) env.unset(name);
+  env.set("WORLD_SIZE", "2");
+  env.set("MASTER_ADDR", "127.0.0.1");
+  env.set("MASTER_PORT", "29500");
+  EXPECT_THAT(error_of([] { dist::launch_environment_from_env(); }), HasSubstr("RANK is not set"));
+  env.set("RANK", "2");
+  EXPECT_THAT(error_of([] { dist::launch_environment_from_env(); }),
+              HasSubstr("RANK='2' is not an integer in [0, 1]"));
+  env.set("RANK", "1");
+  env.set("MASTER_PORT", "http");
+  EXPECT_THAT(error_of([] { dist::launch_environment_from_env(); }), HasSubstr("MASTER_PORT='http'"));
+  env.set("MASTER_PORT", "29500");
+  env.unset("MASTER_ADDR");
+  EXPECT_THAT(error_of([] { dist::launch_environment_from_env(); }), HasSubstr("MASTER_ADDR is not set"));
+}
+
+TEST(DistributedTest, GradientsAreAveragedOverBucketsOfOneDtype) {
+  // Parameters of 10, 20 and 30 float32 values (40, 80, 120 bytes) and one float64 of 5:
+  // with 100-byte buckets, taken in reverse order, the buckets are {3} (a dtype of its own),
+  // {2} (120 >= 100) and {1, 0} (80 + 40).
+  const std::vector<int64_t> sizes = {10, 20, 30, 5};
+  const int world = 3;
+  auto gradient = [](int rank, size_t i, const torch::Tensor& like) {
+    return torch::arange(like.numel(), like.options()).mul(rank + 1.0).add(static_cast<double>(i));
+  };
+  run_ranks(world, [&](std::shared_ptr<dist::ProcessGroup> group) {
+    const int rank = group->rank();
+    std::vector<torch::Tensor> params;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const auto dtype = i == 3 ? torch::kFloat64 : torch::kFloat32;
+      params.push_back(torch::zeros({sizes[i]}, dtype));
+      params.back().mutable_grad() = gradient(rank, i, params.back());
+    }
+    dist::DataParallel parallel(group, params, 100);
+    EXPECT_EQ(parallel.bucket_count(), 3);
+    parallel.average_gradients();
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto mean = torch::zeros_like(params[i]);
+      for (int r = 0; r < world; ++r) mean += gradient(r, i, params[i]);
+      mean /= world;
+      EXPECT_TRUE(torch::allclose(params[i].grad(), mean, 1e-6, 0.0)) << "parameter " << i;
+    }
+  });
+}
+
+TEST(DistributedTest, BroadcastGivesEveryRankRankZerosParameters) {
+  run_ranks(2, [](std::shared_ptr<dist::ProcessGroup> group) {
+    std::vector<torch::Tensor> params = {torch::full({2, 3}, group->rank() + 1.0),
+                                         torch::full({4}, 10.0 * (group->rank() + 1))};
+    dist::DataParallel parallel(group, params, 16);
+    parallel.broadcast_parameters();
+    EXPECT_TRUE(torch::equal(params[0], torch::ones({2, 3})));
+    EXPECT_TRUE(torch::equal(params[1], torch::full({4}, 10.0)));
+  });
+}
+
+TEST(DistributedTest, LocalRowsSplitTheGlobalBatchEvenly) {
+  run_ranks(2, [](std::shared_ptr<dist::ProcessGroup> group) {
+    dist::DataParallel parallel(group, {torch::zeros({1})}, 1024);
+    const auto batch = torch::arange(12).view({6, 2});
+    EXPECT_TRUE(torch::equal(parallel.local_rows(batch), batch.narrow(0, 3 * group->rank(), 3)));
+    EXPECT_THAT(error_of([&] { parallel.local_rows(torch::zeros({5})); }),
+                HasSubstr("a global batch of 5 rows does not split evenly over 2 ranks"));
+  });
+}
+
+TEST(DistributedTest, UnknownBackendIsAnErrorNamingIt) {
+  dist::LaunchEnvironment env;
+  dist::GroupOptions options;
+  options.backend = "nccl";
+  EXPECT_THAT(error_of([&] { dist::ProcessGroup::join(env, options); }),
+              HasSubstr("backend 'nccl' is not available"));
+}
+
+// A rank that disappears (here: leaves without a word) makes the others' collective fail
+// with an error that names it, long before the timeout.
+TEST(DistributedTest, ACollectiveWithADeadRankNamesIt) {
+  const auto timeout = std::chrono::milliseconds(30'000);
+  dist::StoreServer store("127.0.0.1");
+  std::string error;
+  std::chrono::duration<double> waited{};
+  auto join = [&](int rank) {
+    dist::LaunchEnvironment env;
+    env.rank = rank;
+    env.world_size = 2;
+    env.master_port = store.port();
+    env.launcher_hosts_store = true;
+    dist::GroupOptions options;
+    options.timeout = timeout;
+    return dist::ProcessGroup::join(env, options);
+  };
+  std::shared_ptr<dist::ProcessGroup> rank0;
+  std::thread leaver([&] {
+    auto rank1 = join(1);
+    rank1->barrier();
+  });  // rank 1's group is destroyed here: its connections close, its heartbeat stops
+  rank0 = join(0);
+  rank0->barrier();
+  leaver.join();
+  const auto start = std::chrono::steady_clock::now();
+  error = error_of([&] { rank0->allreduce_sum(torch::ones({4})); });
+  waited = std::chrono::steady_clock::now() - start;
+  EXPECT_THAT(error, HasSubstr("rank 0: allreduce failed: rank 1 stopped"));
+  EXPECT_LT(waited.count(), std::chrono::duration<double>(timeout).count());
+}
+
+namespace {
+
+int wait_status(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+// `blockopt run <config> --out <out> --no-progress [extra...]`, logged to `log`; returns the
+// exit code (128 + signal when killed).
+int run_cli(const fs::path& config, const fs::path& out, const fs::path& log,
+            const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args = {BLOCKOPT_CLI_PATH, "run", config.string(), "--out", out.string(),
+                                   "--no-progress"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const int status = wait_status(ex::spawn_logged(args, log, false));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+fs::path write_config(const fs::path& dir, const std::string& text) {
+  std::ofstream(dir / "run.yaml") << text;
+  return dir / "run.yaml";
+}
+
+// The parameters in a run directory's checkpoint.
+std::vector<torch::Tensor> checkpoint_parameters(const std::string& config, const fs::path& run) {
+  auto e = ex::build_experiment(YAML::Load(config), "test");
+  torch::serialize::InputArchive model;
+  ex::read_checkpoint(run / "checkpoint.pt").read("model", model);
+  e.model->load(model);
+  return e.model->parameters();
+}
+
+// max over parameters of ||a - b|| / ||a||.
+double max_relative_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    worst = std::max(worst, (a[i] - b[i]).norm().item<double>() / a[i].norm().item<double>());
+  }
+  return worst;
+}
+
+std::vector<double> logged_losses(const fs::path& run) {
+  std::vector<double> losses;
+  std::ifstream metrics(run / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    auto record = nlohmann::json::parse(line);
+    if (record.contains("loss") && !record.contains("accuracy")) losses.push_back(record["loss"]);
+  }
+  return losses;
+}
+
+std::string mlp_config(const std::string& optimizer, int64_t steps) {
+  return "name: dp\nseed: 3\nruntime: {dtype: float64, threads: 1}\n"
+         "data: {type: gaussian, samples: 128, dim: 12, classes: 6, batch: 32}\n"
+         "model: {type: mlp, hidden: [16, 8]}\n"
+         "optimizer: " + optimizer + "\n"
+         "schedule: {type: cosine, warmup: 3}\n"
+         "distributed: {timeout_s: 20}\n"
+         "train: {steps: " + std::to_string(steps) +
+         ", eval_every: 10, checkpoint_every: 10, log_every: 1000}\n";
+}
+
+std::string log_of(const fs::path& log) {
+  std::ifstream in(log);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+namespace {
+
+// Every number in `a` equals the one at the same place in `b` to rtol * magnitude + atol;
+// strings and structure match exactly. Left out: timing, file lists and histogram counts
+// (integers that jump when an eigenvalue sits on a bin edge).
+void expect_same_record(const nlohmann::json& a, const nlohmann::json& b, double rtol, double atol,
+                        const std::string& where) {
+  ASSERT_EQ(a.type(), b.type()) << where;
+  if (a.is_number()) {
+    const double x = a.get<double>(), y = b.get<double>();
+    EXPECT_LE(std::abs(x - y), rtol * std::max(std::abs(x), std::abs(y)) + atol) << where;
+  } else if (a.is_object()) {
+    for (const auto& [key, value] : a.items()) {
+      if (key == "seconds" || key == "files" || key == "counts") continue;
+      ASSERT_TRUE(b.contains(key)) << where << "." << key;
+      expect_same_record(value, b.at(key), rtol, atol, where + "." + key);
+    }
+  } else if (a.is_array()) {
+    ASSERT_EQ(a.size(), b.size()) << where;
+    for (size_t i = 0; i < a.size(); ++i) {
+      expect_same_record(a[i], b[i], rtol, atol, where + "[" + std::to_string(i) + "]");
+    }
+  } else {
+    EXPECT_EQ(a, b) << where;
+  }
+}
+
+std::vector<nlohmann::json> probe_records(const fs::path& run) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(run / "hessian" / "probes.jsonl");
+  for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+  return records;
+}
+
+}  // namespace
+
+// The same global batch on 2 ranks and on 1 process: float64 parameters agree to 1e-12 after
+// 20 steps for every optimizer (the ranks' half-batch gradients are averaged, which only
+// reorders the sum of the per-sample terms).
+class DataParallelOptimizerTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
+  const std::string optimizer = GetParam();
+  const auto dir = fresh_dir("dp_" + optimizer);
+  const std::map<std::string, std::string> settings = {
+      {"adamw", "{name: adamw, lr: 0.01}"},
+      {"adam_mini", "{name: adam_mini, lr: 0.01}"},
+      {"muon", "{name: muon, lr: 0.02, fallback: {lr: 0.01}}"},
+      {"normuon", "{name: normuon, lr: 0.02, fallback: {lr: 0.01}}"},
+      {"aurora", "{name: aurora, lr: 0.02, fallback: {lr: 0.01}}"},
+      {"asgo", "{name: asgo, lr: 0.01}"}};
+  const auto config = mlp_config(settings.at(optimizer), 20);
+  const auto path = write_config(dir, config);
+  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
+  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  EXPECT_LT(max_relative_difference(checkpoint_parameters(config, dir / "one"),
+                                    checkpoint_parameters(config, dir / "two")),
+            1e-12);
+  const auto summary = nlohmann::json::parse(log_of(dir / "two" / "summary.json"));
+  EXPECT_EQ(summary["world_size"], 2);
+  // Rank 1 wrote nothing of its own and logged only as "[rank 1]".
+  EXPECT_THAT(log_of(dir / "two.log"), HasSubstr("[rank 0]"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, DataParallelOptimizerTest,
+                         ::testing::Values("adamw", "adam_mini", "muon", "normuon", "aurora", "asgo"));
+
+// The small GPT in float32: the loss curves of 2 ranks and 1 process agree to 1e-5.
+TEST(DataParallelCliTest, GptLossCurvesOfTwoRanksMatchOneProcess) {
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
+  const auto dir = fresh_dir("dp_gpt");
+  const std::string config =
+      "name: dp-gpt\nseed: 1\n"
+      "data: {type: text, corpus: kjv, tokenizer: {type: byte}, context: 32, batch: 8, eval_windows: 8}\n"
+      "model: {type: gpt, d_model: 32, layers: 2, heads: 2}\n"
+      "optimizer: {name: adamw, lr: 3.0e-3}\n"
+      "train: {steps: 15, eval_every: 5, grad_clip: 1.0}\n"
+      "probes: [{type: lanczos, steps: [0, 15], top_k: 2, lanczos_steps: 8, dtype: float32}]\n";
+  const auto path = write_config(dir, config);
+  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
+  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  const auto one = logged_losses(dir / "one");
+  const auto two = logged_losses(dir / "two");
+  ASSERT_EQ(one.size(), 15u);
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-5) << "step " << i + 1;
+  // The autograd Hessian path (not the MLP closed form): Lanczos on 2 ranks, float32.
+  const auto probes_one = probe_records(dir / "one");
+  const auto probes_two = probe_records(dir / "two");
+  ASSERT_EQ(probes_one.size(), 2u);
+  ASSERT_EQ(probes_two.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    expect_same_record(probes_one[i].at("top_eigenvalues"), probes_two[i].at("top_eigenvalues"),
+                       1e-4, 0.0, "lanczos " + std::to_string(i));
+  }
+}
+
+// A rank killed mid-run (SIGKILL) makes rank 0 exit with an error naming it, well within
+// timeout_s and without a half-written checkpoint. The job, started again with 2 ranks, ends
+// bit-identical to an uninterrupted one; started with 1 process it ends within float64
+// tolerance of it. The ranks are started as torchrun would (RANK, WORLD_SIZE, ... and rank
+// 0 hosting the store).
+TEST(DataParallelCliTest, KilledRankIsNamedAndTheRunResumes) {
+  const auto dir = fresh_dir("dp_kill");
+  const auto config = mlp_config("{name: adamw, lr: 0.01}", 400);
+  const auto path = write_config(dir, config);
+  ASSERT_EQ(run_cli(path, dir / "whole", dir / "whole.log", {"--nproc", "2"}), 0)
+      << log_of(dir / "whole.log");
+
+  int port = 0;
+  {
+    dist::StoreServer probe("127.0.0.1");  // a free port, released for rank 0 to take
+    port = probe.port();
+  }
+  const auto killed = dir / "killed";
+  std::vector<pid_t> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ex::SpawnOptions options;
+    options.log = dir / ("rank" + std::to_string(rank) + ".log");
+    options.environment = {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
+                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)},
+                           {"TORCHELASTIC_USE_AGENT_STORE", "False"}};
+    ranks.push_back(ex::spawn({BLOCKOPT_CLI_PATH, "run", path.string(), "--out", killed.string(),
+                               "--no-progress"},
+                              options));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(killed / "checkpoint.pt") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(ranks[1], SIGKILL);
+  const auto killed_at = std::chrono::steady_clock::now();
+  const int status0 = wait_status(ranks[0]);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  wait_status(ranks[1]);
+  const auto log0 = log_of(dir / "rank0.log");
+  ASSERT_TRUE(WIFEXITED(status0) && WEXITSTATUS(status0) == 2) << log0;
+  EXPECT_THAT(log0, HasSubstr("rank 1 stopped"));
+  EXPECT_LT(waited, 20.0);  // timeout_s
+  EXPECT_FALSE(fs::exists(killed / "checkpoint.pt.tmp"));
+  EXPECT_FALSE(fs::exists(killed / "summary.json"));
+
+  fs::copy(killed, dir / "killed_copy", fs::copy_options::recursive);
+  ASSERT_EQ(run_cli(path, killed, dir / "resumed2.log", {"--nproc", "2"}), 0) << log_of(dir / "resumed2.log");
+  EXPECT_THAT(log_of(dir / "resumed2.log"), HasSubstr("resuming"));
+  const auto whole = checkpoint_parameters(config, dir / "whole");
+  const auto same_n = checkpoint_parameters(config, killed);
+  for (size_t i = 0; i < whole.size(); ++i) EXPECT_TRUE(torch::equal(whole[i], same_n[i])) << i;
+
+  ASSERT_EQ(run_cli(path, dir / "killed_copy", dir / "resumed1.log"), 0) << log_of(dir / "resumed1.log");
+  EXPECT_LT(max_relative_difference(whole, checkpoint_parameters(config, dir / "killed_copy")), 1e-12);
+}
+
+
+// The Hessian probes under data parallel: each rank differentiates its rows of the evaluation
+// set and the products are summed over the ranks, so Lanczos, Hutchinson, the closed-form
+// full Hessian and the block norms give one process's numbers (float64: to 1e-9 relative,
+// 1e-12 absolute for eigenvalues at zero; Lanczos and Hutchinson draw the same vectors on
+// every rank).
+TEST(DataParallelCliTest, HessianProbesMatchOneProcess) {
+  const auto dir = fresh_dir("dp_probes");
+  // 90 evaluation rows: 45 per rank, a batch of 30 split 15 / 15.
+  const std::string config =
+      "name: dp-probes\nseed: 4\nruntime: {dtype: float64, threads: 1}\n"
+      "data: {type: gaussian, samples: 90, dim: 6, classes: 4, batch: 30}\n"
+      "model: {type: mlp, hidden: [8], activation: tanh}\n"
+      "optimizer: {name: adamw, lr: 0.01}\n"
+      "train: {steps: 6, eval_every: 3}\n"
+      "probes:\n"
+      "  - {type: lanczos, steps: [0, 6], top_k: 3, lanczos_steps: 15, dtype: float64}\n"
+      "  - {type: hutchinson, steps: [6], partition: per_tensor, samples: 3, dtype: float64}\n"
+      "  - {type: block_norms, steps: [6], partition: per_row, dtype: float64}\n"
+      "  - {type: full_hessian, steps: [6], partition: per_tensor, dtype: float64}\n";
+  const auto path = write_config(dir, config);
+  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
+  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  const auto one = probe_records(dir / "one");
+  const auto two = probe_records(dir / "two");
+  ASSERT_EQ(one.size(), 5u);
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    expect_same_record(one[i], two[i], 1e-9, 1e-12, one[i]["type"].get<std::string>() + "@" +
+                                                 std::to_string(one[i]["step"].get<int64_t>()));
+  }
+  EXPECT_EQ(one[4]["method"], "closed_form");
+  // Only rank 0 wrote the probe files.
+  EXPECT_TRUE(fs::exists(dir / "two" / "hessian" / (one[4]["files"][0].get<std::string>())));
+}
