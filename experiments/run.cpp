@@ -44,6 +44,9 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   const auto bucket_mb = parallel.get<double>("bucket_mb", 25.0);
   parallel.check(bucket_mb > 0.0 && bucket_mb <= 4096.0, "bucket_mb", "must be in (0, 4096]");
   e.bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1024.0 * 1024.0));
+  const auto shard = parallel.get<std::string>("shard_optimizer", "auto");
+  parallel.check(shard == "auto" || shard == "true" || shard == "false", "shard_optimizer",
+                 "must be auto, true or false");
   auto output = root.child("output");
   e.output_dir = output.get<std::string>("dir", "runs");
 
@@ -53,6 +56,10 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   if (e.dtype != torch::kFloat32) e.model->to(e.dtype);
   e.optimizer = optim::make_optimizer(e.model->named_parameters(), root.child("optimizer"),
                                       &e.optimizer_layout);
+  const auto optimizer_name = root.child("optimizer").get<std::string>("name");
+  e.shard_optimizer = shard == "true" ||
+                      (shard == "auto" && (optimizer_name == "muon" || optimizer_name == "normuon" ||
+                                           optimizer_name == "aurora" || optimizer_name == "asgo"));
   e.trainer = read_trainer_options(root.child("train"));
   e.schedule = read_schedule(root.child("schedule"), e.trainer.steps);
   e.probes = read_probe_specs(root.children("probes"));
@@ -95,8 +102,10 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
 }
 
+// `state_bytes_per_rank`: a data-parallel job's optimizer state on each rank.
 void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResult& r,
-                   const distributed::DataParallel* parallel) {
+                   const distributed::DataParallel* parallel,
+                   const std::vector<double>& state_bytes_per_rank) {
   nlohmann::json summary = {
       {"name", e.name},
       {"status", status_name(r.status)},
@@ -123,6 +132,8 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
     // This session's gradient averaging on rank 0 (copies into the buckets and allreduce).
     summary["data_parallel"] = {
         {"gradient_buckets", parallel->bucket_count()},
+        {"optimizer_sharded", e.shard_optimizer},
+        {"optimizer_state_bytes_per_rank", state_bytes_per_rank},
         {"gradient_sync_seconds_per_step",
          parallel->gradient_syncs() > 0 ? parallel->gradient_sync_seconds() / parallel->gradient_syncs() : 0.0}};
   }
@@ -157,11 +168,15 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
 
   // One rank of a data-parallel job: rank 0 alone writes the run directory and logs progress.
   std::shared_ptr<distributed::DataParallel> parallel;
+  std::shared_ptr<distributed::OptimizerSharding> sharding;
   if (job && job->world_size > 1) {
-    parallel = std::make_shared<distributed::DataParallel>(
-        distributed::ProcessGroup::join(*job, experiment.distributed),
-        experiment.model->parameters(), experiment.bucket_bytes);
+    const auto group = distributed::ProcessGroup::join(*job, experiment.distributed);
+    parallel = std::make_shared<distributed::DataParallel>(group, experiment.model->parameters(),
+                                                           experiment.bucket_bytes);
     parallel->broadcast_parameters();
+    if (experiment.shard_optimizer) {
+      sharding = std::make_shared<distributed::OptimizerSharding>(group, *experiment.optimizer);
+    }
   }
   const bool writer = !parallel || parallel->rank() == 0;
 
@@ -187,6 +202,7 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   Trainer trainer(experiment.model, experiment.data, experiment.optimizer, experiment.schedule,
                   experiment.trainer);
   trainer.set_data_parallel(parallel);
+  trainer.set_optimizer_sharding(sharding);
   if (state == RunDirectory::State::Resumable) {
     // NOTE: every rank reads rank 0's checkpoint, so a job over several machines needs the
     // run directory on a shared file system to resume.
@@ -216,8 +232,6 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
       }
     }
     trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
-    trainer.add_callback(
-        std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
     if (request.progress_bar) {
       trainer.add_callback(std::make_shared<ProgressBar>());
     } else {
@@ -225,6 +239,9 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
     }
   }
 
+  // Every rank takes part in a checkpoint (a sharded optimizer's state is gathered); rank 0 writes.
+  trainer.add_callback(
+      std::make_shared<Checkpointer>(dir.checkpoint_path(), experiment.trainer.checkpoint_every));
   if (!experiment.probes.empty()) {
     // Every rank computes the probes (their Hessian products are sums over the ranks).
     trainer.add_callback(std::make_shared<HessianProbe>(
@@ -232,7 +249,13 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   }
 
   outcome.result = trainer.run();
-  if (writer) write_summary(dir, experiment, outcome.result, parallel.get());
+  std::vector<double> state_bytes_per_rank;
+  if (parallel) {
+    state_bytes_per_rank.assign(parallel->world_size(), 0.0);
+    state_bytes_per_rank[parallel->rank()] = static_cast<double>(optim::state_bytes(*experiment.optimizer));
+    state_bytes_per_rank = parallel->sum(state_bytes_per_rank);
+  }
+  if (writer) write_summary(dir, experiment, outcome.result, parallel.get(), state_bytes_per_rank);
   if (outcome.result.status == TrainResult::Status::Diverged) {
     spdlog::error("{}: {}", experiment.name, outcome.result.message);
   }

@@ -65,6 +65,10 @@ void Trainer::set_data_parallel(std::shared_ptr<distributed::DataParallel> paral
   parallel_ = std::move(parallel);
 }
 
+void Trainer::set_optimizer_sharding(std::shared_ptr<distributed::OptimizerSharding> sharding) {
+  sharding_ = std::move(sharding);
+}
+
 void Trainer::apply_schedule(int64_t step) {
   const double factor = schedule_.factor(step);
   auto& groups = optimizer_->param_groups();
@@ -151,7 +155,11 @@ TrainResult Trainer::run() {
     if (options_.grad_clip > 0.0) {
       torch::nn::utils::clip_grad_norm_(model_->parameters(), options_.grad_clip);
     }
-    optimizer_->step();
+    if (sharding_) {
+      sharding_->step();
+    } else {
+      optimizer_->step();
+    }
     step_ = next;
     result.final_loss = loss_value;
 
@@ -244,8 +252,11 @@ std::string message_of(const std::exception& error) {
 }  // namespace
 
 void Trainer::save_checkpoint(const std::filesystem::path& path) const {
+  if (sharding_) sharding_->gather_state_on_rank0();
+  if (parallel_ && parallel_->rank() != 0) return;
   torch::serialize::OutputArchive state;
   write_state(state);
+  if (sharding_) sharding_->release_unowned_state();
   std::ostringstream state_bytes;
   state.save_to(state_bytes);
   // NOTE: libtorch reads archives without checking their CRCs, so damage inside a tensor
@@ -299,6 +310,7 @@ void Trainer::restore(const std::filesystem::path& path) {
     read_state(rollback);
     throw;
   }
+  if (sharding_) sharding_->release_unowned_state();  // the file holds every rank's state
 }
 
 void Trainer::load_checkpoint(const std::filesystem::path& path) {

@@ -4,6 +4,7 @@
 #include <blockopt/experiments/schedule.h>
 #include <blockopt/data/data.h>
 #include <blockopt/distributed/data_parallel.h>
+#include <blockopt/distributed/optimizer_sharding.h>
 #include <blockopt/models/loss.h>
 #include <blockopt/models/model.h>
 
@@ -87,13 +88,17 @@ class Trainer {
   // evaluation batches are dealt round-robin to the ranks and their sums added up. Every
   // rank draws the same global batches, so the data position is the same on all ranks.
   void set_data_parallel(std::shared_ptr<distributed::DataParallel> parallel);
+  // With data parallel: each rank steps only the parameters it owns and the owners broadcast
+  // the new values; checkpoints gather the whole optimizer state on rank 0.
+  void set_optimizer_sharding(std::shared_ptr<distributed::OptimizerSharding> sharding);
   // Trains from the current step to options.steps.
   TrainResult run();
   EvalMetrics evaluate();
 
   // Everything a bit-identical resume needs: step, model, optimizer state and options,
   // data position, RNG, clock. Written atomically and durably; the checkpoint it replaces
-  // stays beside it as the fallback (previous_checkpoint in run_dir.h).
+  // stays beside it as the fallback (previous_checkpoint in run_dir.h). In a data-parallel
+  // job every rank calls it (a sharded optimizer's state is gathered) and rank 0 writes.
   void save_checkpoint(const std::filesystem::path& path) const;
   // Loads `path` or, when that is missing, truncated or corrupted, the previous checkpoint
   // (warning which file failed and why). Throws naming both files when neither loads. A
@@ -125,6 +130,7 @@ class Trainer {
   std::vector<double> base_lrs_;  // per param group, as configured
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::shared_ptr<distributed::DataParallel> parallel_;  // null: one process
+  std::shared_ptr<distributed::OptimizerSharding> sharding_;  // null: every rank steps all
   int64_t step_ = 0;
   double elapsed_before_ = 0.0;  // wall time accumulated by earlier sessions of this run
   std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();

@@ -1,6 +1,10 @@
 // Data parallel training over c10d/Gloo: the launcher's environment, bucketed gradient
 // averaging, a dead rank named in the error, and 2 ranks against 1 process end to end.
 #include <blockopt/distributed/data_parallel.h>
+#include <blockopt/distributed/optimizer_sharding.h>
+#include <blockopt/optim/detail/compat.h>
+#include <blockopt/optim/muon.h>
+#include <blockopt/optim/state.h>
 #include <blockopt/experiments/process.h>
 #include <blockopt/experiments/run.h>
 
@@ -252,6 +256,26 @@ std::vector<torch::Tensor> checkpoint_parameters(const std::string& config, cons
   return e.model->parameters();
 }
 
+// Every optimizer state tensor in a run directory's checkpoint, parameter after parameter.
+std::vector<torch::Tensor> checkpoint_optimizer_state(const std::string& config, const fs::path& run) {
+  auto e = ex::build_experiment(YAML::Load(config), "test");
+  torch::serialize::InputArchive optimizer;
+  ex::read_checkpoint(run / "checkpoint.pt").read("optimizer", optimizer);
+  e.optimizer->load(optimizer);
+  std::vector<torch::Tensor> tensors;
+  for (const auto& group : e.optimizer->param_groups()) {
+    for (const auto& p : group.params()) {
+      const auto& state = e.optimizer->state();
+      auto it = state.find(blockopt::optim::state_key(p));
+      EXPECT_NE(it, state.end()) << "no state for a parameter of shape " << p.sizes();
+      if (it == state.end()) continue;
+      const auto* listed = dynamic_cast<const blockopt::optim::StateTensors*>(it->second.get());
+      for (const auto& t : listed->state_tensors()) tensors.push_back(t.defined() ? t : torch::zeros({0}));
+    }
+  }
+  return tensors;
+}
+
 // max over parameters of ||a - b|| / ||a||.
 double max_relative_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -328,7 +352,7 @@ std::vector<nlohmann::json> probe_records(const fs::path& run) {
 
 // The same global batch on 2 ranks and on 1 process: float64 parameters agree to 1e-12 after
 // 20 steps for every optimizer (the ranks' half-batch gradients are averaged, which only
-// reorders the sum of the per-sample terms).
+// reorders the sum of the per-sample terms). The sharded optimizer equals the unsharded one.
 class DataParallelOptimizerTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
@@ -344,12 +368,34 @@ TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
   const auto config = mlp_config(settings.at(optimizer), 20);
   const auto path = write_config(dir, config);
   ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
-  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log",
+                    {"--nproc", "2", "--set", "distributed.shard_optimizer=false"}),
+            0) << log_of(dir / "two.log");
+  ASSERT_EQ(run_cli(path, dir / "sharded", dir / "sharded.log",
+                    {"--nproc", "2", "--set", "distributed.shard_optimizer=true"}),
+            0) << log_of(dir / "sharded.log");
   EXPECT_LT(max_relative_difference(checkpoint_parameters(config, dir / "one"),
                                     checkpoint_parameters(config, dir / "two")),
             1e-12);
-  const auto summary = nlohmann::json::parse(log_of(dir / "two" / "summary.json"));
+  // Sharded: each matrix stepped by its owner alone, the same numbers bit for bit; the
+  // checkpoint holds every parameter's state, gathered on rank 0.
+  const auto unsharded = checkpoint_parameters(config, dir / "two");
+  const auto sharded = checkpoint_parameters(config, dir / "sharded");
+  for (size_t i = 0; i < unsharded.size(); ++i) EXPECT_TRUE(torch::equal(unsharded[i], sharded[i])) << i;
+  const auto state = checkpoint_optimizer_state(config, dir / "two");
+  const auto sharded_state = checkpoint_optimizer_state(config, dir / "sharded");
+  ASSERT_EQ(state.size(), sharded_state.size());
+  for (size_t i = 0; i < state.size(); ++i) EXPECT_TRUE(torch::equal(state[i], sharded_state[i])) << i;
+  const auto summary = nlohmann::json::parse(log_of(dir / "sharded" / "summary.json"));
   EXPECT_EQ(summary["world_size"], 2);
+  EXPECT_EQ(summary["data_parallel"]["optimizer_sharded"], true);
+  // Each rank holds part of the state: together as much as one process, each less.
+  const auto per_rank = summary["data_parallel"]["optimizer_state_bytes_per_rank"].get<std::vector<double>>();
+  const auto whole = nlohmann::json::parse(log_of(dir / "one" / "summary.json"))["optimizer_state_bytes"].get<double>();
+  ASSERT_EQ(per_rank.size(), 2u);
+  EXPECT_EQ(per_rank[0] + per_rank[1], whole);
+  EXPECT_LT(per_rank[0], whole);
+  EXPECT_LT(per_rank[1], whole);
   // Rank 1 wrote nothing of its own and logged only as "[rank 1]".
   EXPECT_THAT(log_of(dir / "two.log"), HasSubstr("[rank 0]"));
 }
@@ -389,12 +435,13 @@ TEST(DataParallelCliTest, GptLossCurvesOfTwoRanksMatchOneProcess) {
 
 // A rank killed mid-run (SIGKILL) makes rank 0 exit with an error naming it, well within
 // timeout_s and without a half-written checkpoint. The job, started again with 2 ranks, ends
-// bit-identical to an uninterrupted one; started with 1 process it ends within float64
-// tolerance of it. The ranks are started as torchrun would (RANK, WORLD_SIZE, ... and rank
+// bit-identical to an uninterrupted one; started with 1 process (the sharded state was
+// gathered into the checkpoint) it ends within float64 tolerance of it. The ranks are started as torchrun would (RANK, WORLD_SIZE, ... and rank
 // 0 hosting the store).
 TEST(DataParallelCliTest, KilledRankIsNamedAndTheRunResumes) {
   const auto dir = fresh_dir("dp_kill");
-  const auto config = mlp_config("{name: adamw, lr: 0.01}", 400);
+  // Muon: sharded over the ranks (shard_optimizer auto), so each checkpoint gathers its state.
+  const auto config = mlp_config("{name: muon, lr: 0.02, fallback: {lr: 0.01}}", 400);
   const auto path = write_config(dir, config);
   ASSERT_EQ(run_cli(path, dir / "whole", dir / "whole.log", {"--nproc", "2"}), 0)
       << log_of(dir / "whole.log");
@@ -477,4 +524,78 @@ TEST(DataParallelCliTest, HessianProbesMatchOneProcess) {
   EXPECT_EQ(one[4]["method"], "closed_form");
   // Only rank 0 wrote the probe files.
   EXPECT_TRUE(fs::exists(dir / "two" / "hessian" / (one[4]["files"][0].get<std::string>())));
+}
+
+// The sharded step: owners balance the work (largest first, to the least loaded rank), each
+// rank keeps the state of what it owns, the parameters after 3 Muon steps equal an unsharded
+// Muon's bit for bit, and gathering puts every state, bit for bit, on rank 0.
+TEST(DistributedTest, ShardedMuonStepsLikeTheUnshardedOneAndGathersItsState) {
+  namespace bo = blockopt::optim;
+  // Work (numel x min side): 8x8 -> 512, 16x4 -> 256, 4x4 -> 64, the 10-vector -> 10:
+  // rank 0 gets the 8x8, rank 1 the rest (256 + 64 + 10 = 330 < 512).
+  const std::vector<std::vector<int64_t>> shapes = {{4, 4}, {16, 4}, {8, 8}, {10}};
+  const std::vector<int> expected_owners = {1, 1, 0, 1};
+  auto make_params = [&] {
+    torch::manual_seed(7);
+    torch::OrderedDict<std::string, torch::Tensor> named;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      named.insert("layer" + std::to_string(i) + (shapes[i].size() == 1 ? ".bias" : ".weight"),
+                   torch::randn(shapes[i], torch::kFloat64).requires_grad_(true));
+    }
+    return named;
+  };
+  auto gradient = [](size_t step, const torch::Tensor& p) {
+    return torch::sin(torch::arange(p.numel(), p.options()).view(p.sizes()) * (step + 1.0));
+  };
+  // The unsharded reference.
+  auto reference_params = make_params();
+  bo::Muon reference(reference_params, bo::MuonOptions().lr(0.05));
+  for (size_t step = 0; step < 3; ++step) {
+    for (auto& p : reference_params.values()) p.mutable_grad() = gradient(step, p);
+    reference.step();
+  }
+  run_ranks(2, [&](std::shared_ptr<dist::ProcessGroup> group) {
+    auto params = make_params();
+    bo::Muon muon(params, bo::MuonOptions().lr(0.05));
+    dist::OptimizerSharding sharding(group, muon);
+    std::vector<torch::Tensor> in_order;
+    for (const auto& g : muon.param_groups()) {
+      for (const auto& p : g.params()) in_order.push_back(p);
+    }
+    const auto values = params.values();
+    for (size_t i = 0; i < in_order.size(); ++i) {
+      const auto at = std::find_if(values.begin(), values.end(),
+                                   [&](const torch::Tensor& p) { return p.is_same(in_order[i]); }) -
+                      values.begin();
+      EXPECT_EQ(sharding.owner(i), expected_owners[at]) << "parameter " << at;
+    }
+    for (size_t step = 0; step < 3; ++step) {
+      for (auto& p : params.values()) p.mutable_grad() = gradient(step, p);
+      sharding.step();
+    }
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      EXPECT_TRUE(torch::equal(params.values()[i], reference_params.values()[i])) << "parameter " << i;
+    }
+    EXPECT_EQ(muon.state().size(), group->rank() == 0 ? 1u : 3u);
+    sharding.gather_state_on_rank0();
+    if (group->rank() != 0) return;
+    ASSERT_EQ(muon.state().size(), shapes.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto& mine = static_cast<const bo::MuonParamState&>(
+          *muon.state().at(bo::state_key(params.values()[i])));
+      const auto& theirs = static_cast<const bo::MuonParamState&>(
+          *reference.state().at(bo::state_key(reference_params.values()[i])));
+      EXPECT_EQ(mine.step(), theirs.step()) << i;
+      const auto a = mine.state_tensors(), b = theirs.state_tensors();
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t k = 0; k < a.size(); ++k) {
+        EXPECT_EQ(a[k].defined(), b[k].defined());
+        if (a[k].defined()) {
+          EXPECT_TRUE(torch::equal(a[k], b[k])) << "parameter " << i << " tensor " << k;
+        }
+      }
+    }
+    sharding.release_unowned_state();
+    EXPECT_EQ(muon.state().size(), 1u);
+  });
 }
