@@ -2,6 +2,7 @@
 #include <blockopt/optim/detail/compat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <sstream>
@@ -60,7 +61,10 @@ void OptimizerSharding::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (owners_[i] != group_->rank()) hidden[i] = std::exchange(params_[i].mutable_grad(), torch::Tensor());
   }
+  const auto start = std::chrono::steady_clock::now();
   optimizer_.step();
+  const auto updated = std::chrono::steady_clock::now();
+  update_seconds_ += std::chrono::duration<double>(updated - start).count();
   for (size_t i = 0; i < params_.size(); ++i) {
     if (hidden[i].defined()) params_[i].mutable_grad() = std::move(hidden[i]);
   }
@@ -81,6 +85,7 @@ void OptimizerSharding::step() {
       offset += params_[i].numel();
     }
   }
+  broadcast_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - updated).count();
 }
 
 namespace {

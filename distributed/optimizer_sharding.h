@@ -36,6 +36,10 @@ class OptimizerSharding {
   // Drops the state of the parameters this rank does not own (after a checkpoint or a load).
   void release_unowned_state();
 
+  // Wall time of step() so far: the optimizer on this rank's parameters, and the broadcasts.
+  double update_seconds() const { return update_seconds_; }
+  double broadcast_seconds() const { return broadcast_seconds_; }
+
  private:
   struct OwnerBuffer {
     int owner = 0;
@@ -47,6 +51,8 @@ class OptimizerSharding {
   std::vector<torch::Tensor> params_;
   std::vector<int> owners_;
   std::vector<OwnerBuffer> buffers_;  // one per (owner, dtype)
+  double update_seconds_ = 0.0;
+  double broadcast_seconds_ = 0.0;
 };
 
 }  // namespace blockopt::distributed
