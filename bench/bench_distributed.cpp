@@ -8,6 +8,8 @@
 #include <blockopt/distributed/optimizer_sharding.h>
 #include <blockopt/optim/muon.h>
 
+#include "optimizer_bench_params.h"
+
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
@@ -18,19 +20,8 @@ namespace {
 
 namespace bo = blockopt::optim;
 namespace dist = blockopt::distributed;
-constexpr int64_t kTensors = 24, kRows = 512, kCols = 2048;
 constexpr int kSteps = 3;
-
-bo::NamedParameters make_params() {
-  torch::manual_seed(0);
-  bo::NamedParameters named;
-  for (int64_t i = 0; i < kTensors; ++i) {
-    auto p = (torch::randn({kRows, kCols}) * 0.02).set_requires_grad(true);
-    p.mutable_grad() = torch::randn({kRows, kCols}) * 1e-3;
-    named.insert("h." + std::to_string(i) + ".mlp.fc.weight", p);
-  }
-  return named;
-}
+const auto make_params = blockopt::bench::make_optimizer_bench_params;
 
 bo::NamedParameters copy_of(const bo::NamedParameters& named) {
   bo::NamedParameters copy;
@@ -83,12 +74,7 @@ void BM_MuonStep_Sharded(benchmark::State& state) {
       std::vector<std::thread> workers;
       for (int rank = 0; rank < ranks; ++rank) {
         workers.emplace_back([&, rank] {
-          dist::LaunchEnvironment env;
-          env.rank = env.local_rank = rank;
-          env.world_size = env.local_world_size = ranks;
-          env.master_port = store.port();
-          env.launcher_hosts_store = true;
-          run_rank(rank, dist::ProcessGroup::join(env, {}));
+          run_rank(rank, dist::ProcessGroup::join(dist::local_launch(rank, ranks, store.port()), {}));
         });
       }
       for (auto& w : workers) w.join();

@@ -5,6 +5,8 @@
 #include <blockopt/blockopt.h>
 #include <blockopt/optim/newton_schulz.h>
 
+#include "optimizer_bench_params.h"
+
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
@@ -13,19 +15,10 @@
 namespace {
 
 namespace bo = blockopt::optim;
-constexpr int64_t kTensors = 24, kRows = 512, kCols = 2048;
-
-// Hidden-matrix names, so the matrix optimizers route every tensor to their matrix rule.
-bo::NamedParameters make_params() {
-  torch::manual_seed(0);
-  bo::NamedParameters named;
-  for (int64_t i = 0; i < kTensors; ++i) {
-    auto p = (torch::randn({kRows, kCols}) * 0.02).set_requires_grad(true);
-    p.mutable_grad() = torch::randn({kRows, kCols}) * 1e-3;
-    named.insert("h." + std::to_string(i) + ".mlp.fc.weight", p);
-  }
-  return named;
-}
+using blockopt::bench::kCols;
+using blockopt::bench::kRows;
+using blockopt::bench::kTensors;
+const auto make_params = blockopt::bench::make_optimizer_bench_params;
 
 std::vector<torch::Tensor> values(const bo::NamedParameters& named) {
   std::vector<torch::Tensor> params;

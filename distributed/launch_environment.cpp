@@ -48,6 +48,16 @@ std::optional<LaunchEnvironment> launch_environment_from_env() {
   return env;
 }
 
+LaunchEnvironment local_launch(int rank, int world, int port) {
+  LaunchEnvironment env;
+  env.rank = env.local_rank = rank;
+  env.world_size = env.local_world_size = world;
+  env.master_addr = "127.0.0.1";
+  env.master_port = port;
+  env.launcher_hosts_store = true;
+  return env;
+}
+
 std::map<std::string, std::string> environment_variables(const LaunchEnvironment& env) {
   return {{"RANK", std::to_string(env.rank)},
           {"WORLD_SIZE", std::to_string(env.world_size)},

@@ -26,6 +26,10 @@ struct LaunchEnvironment {
 // malformed.
 std::optional<LaunchEnvironment> launch_environment_from_env();
 
+// Rank `rank` of `world` ranks on this machine, all joining the store a launcher hosts on
+// 127.0.0.1:`port` (what `blockopt run --nproc` gives each rank).
+LaunchEnvironment local_launch(int rank, int world, int port);
+
 // The variables that place a child process at `env` (for a launcher).
 std::map<std::string, std::string> environment_variables(const LaunchEnvironment& env);
 

@@ -72,7 +72,8 @@ struct ProcessGroup::Impl {
     }
   }
 
-  // "rank 1 stopped responding" / "no rank stopped: one is hung or slower than the timeout".
+  // "rank 1 stopped responding (...)" / "every rank is alive: one is hung, or slower than the
+  // timeout".
   std::string diagnose() const {
     try {
       auto counts = [&] {
@@ -88,7 +89,7 @@ struct ProcessGroup::Impl {
         if (r != env.rank && after[r] == before[r]) dead += (dead.empty() ? "" : ", ") + std::to_string(r);
       }
       if (dead.empty()) return "every rank is alive: one is hung, or slower than the timeout";
-      return "rank " + dead + " stopped (died or was killed)";
+      return "rank " + dead + " stopped responding (died, was killed or is frozen)";
     } catch (const std::exception&) {
       return env.launcher_hosts_store ? "the launcher's store is unreachable (the launcher died)"
                                       : "rank 0, which hosts the store, is unreachable (it died)";

@@ -35,14 +35,9 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& rank_args) {
   std::map<pid_t, int> running;  // pid -> rank
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
-    distributed::LaunchEnvironment env;
-    env.rank = env.local_rank = rank;
-    env.world_size = env.local_world_size = nproc;
-    env.master_addr = "127.0.0.1";
-    env.master_port = store.port();
-    env.launcher_hosts_store = true;
     SpawnOptions options;
-    options.environment = distributed::environment_variables(env);
+    options.environment =
+        distributed::environment_variables(distributed::local_launch(rank, nproc, store.port()));
     const pid_t pid = spawn(rank_args, options);
     running[pid] = rank;
     pids.push_back(pid);

@@ -69,14 +69,11 @@ void run_ranks(int world, const std::function<void(std::shared_ptr<dist::Process
   std::vector<std::string> errors(world);
   for (int rank = 0; rank < world; ++rank) {
     threads.emplace_back([&, rank] {
-      dist::LaunchEnvironment env;
-      env.rank = env.local_rank = rank;
-      env.world_size = env.local_world_size = world;
-      env.master_port = store.port();
-      env.launcher_hosts_store = true;
       dist::GroupOptions options;
       options.timeout = timeout;
-      errors[rank] = error_of([&] { body(dist::ProcessGroup::join(env, options)); });
+      errors[rank] = error_of([&] {
+        body(dist::ProcessGroup::join(dist::local_launch(rank, world, store.port()), options));
+      });
     });
   }
   for (auto& t : threads) t.join();
@@ -199,14 +196,9 @@ TEST(DistributedTest, ACollectiveWithADeadRankNamesIt) {
   std::string error;
   std::chrono::duration<double> waited{};
   auto join = [&](int rank) {
-    dist::LaunchEnvironment env;
-    env.rank = rank;
-    env.world_size = 2;
-    env.master_port = store.port();
-    env.launcher_hosts_store = true;
     dist::GroupOptions options;
     options.timeout = timeout;
-    return dist::ProcessGroup::join(env, options);
+    return dist::ProcessGroup::join(dist::local_launch(rank, 2, store.port()), options);
   };
   std::shared_ptr<dist::ProcessGroup> rank0;
   std::thread leaver([&] {
@@ -219,7 +211,7 @@ TEST(DistributedTest, ACollectiveWithADeadRankNamesIt) {
   const auto start = std::chrono::steady_clock::now();
   error = error_of([&] { rank0->allreduce_sum(torch::ones({4})); });
   waited = std::chrono::steady_clock::now() - start;
-  EXPECT_THAT(error, HasSubstr("rank 0: allreduce failed: rank 1 stopped"));
+  EXPECT_THAT(error, HasSubstr("rank 0: allreduce failed: rank 1 stopped responding"));
   EXPECT_LT(waited.count(), std::chrono::duration<double>(timeout).count());
 }
 
@@ -242,9 +234,26 @@ int run_cli(const fs::path& config, const fs::path& out, const fs::path& log,
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+std::string log_of(const fs::path& log) {
+  std::ifstream in(log);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 fs::path write_config(const fs::path& dir, const std::string& text) {
   std::ofstream(dir / "run.yaml") << text;
   return dir / "run.yaml";
+}
+
+// Writes `config` to <dir>/run.yaml and runs it as one process into <dir>/one and as
+// `--nproc 2` plus `two_extra` into <dir>/two; both must succeed.
+fs::path run_one_and_two_ranks(const fs::path& dir, const std::string& config,
+                               const std::vector<std::string>& two_extra = {}) {
+  const auto path = write_config(dir, config);
+  EXPECT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
+  std::vector<std::string> extra = {"--nproc", "2"};
+  extra.insert(extra.end(), two_extra.begin(), two_extra.end());
+  EXPECT_EQ(run_cli(path, dir / "two", dir / "two.log", extra), 0) << log_of(dir / "two.log");
+  return path;
 }
 
 // The parameters in a run directory's checkpoint.
@@ -307,10 +316,6 @@ std::string mlp_config(const std::string& optimizer, int64_t steps) {
          ", eval_every: 10, checkpoint_every: 10, log_every: 1000}\n";
 }
 
-std::string log_of(const fs::path& log) {
-  std::ifstream in(log);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 }  // namespace
 
@@ -366,11 +371,8 @@ TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
       {"aurora", "{name: aurora, lr: 0.02, fallback: {lr: 0.01}}"},
       {"asgo", "{name: asgo, lr: 0.01}"}};
   const auto config = mlp_config(settings.at(optimizer), 20);
-  const auto path = write_config(dir, config);
-  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
-  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log",
-                    {"--nproc", "2", "--set", "distributed.shard_optimizer=false"}),
-            0) << log_of(dir / "two.log");
+  const auto path = run_one_and_two_ranks(dir, config, {"--set", "distributed.shard_optimizer=false"});
+  ASSERT_FALSE(HasFailure());
   ASSERT_EQ(run_cli(path, dir / "sharded", dir / "sharded.log",
                     {"--nproc", "2", "--set", "distributed.shard_optimizer=true"}),
             0) << log_of(dir / "sharded.log");
@@ -414,9 +416,8 @@ TEST(DataParallelCliTest, GptLossCurvesOfTwoRanksMatchOneProcess) {
       "optimizer: {name: adamw, lr: 3.0e-3}\n"
       "train: {steps: 15, eval_every: 5, grad_clip: 1.0}\n"
       "probes: [{type: lanczos, steps: [0, 15], top_k: 2, lanczos_steps: 8, dtype: float32}]\n";
-  const auto path = write_config(dir, config);
-  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
-  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  run_one_and_two_ranks(dir, config);
+  ASSERT_FALSE(HasFailure());
   const auto one = logged_losses(dir / "one");
   const auto two = logged_losses(dir / "two");
   ASSERT_EQ(one.size(), 15u);
@@ -433,6 +434,36 @@ TEST(DataParallelCliTest, GptLossCurvesOfTwoRanksMatchOneProcess) {
   }
 }
 
+namespace {
+
+// Two ranks of `blockopt run <config> --out <out>` started as torchrun starts them (RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT; rank 0 hosts the store), logging to
+// <logs>/rank<r>.log; returns their pids.
+std::vector<pid_t> start_ranks_as_torchrun(const fs::path& config, const fs::path& out,
+                                           const fs::path& logs,
+                                           const std::vector<std::string>& extra) {
+  int port = 0;
+  {
+    dist::StoreServer probe("127.0.0.1");  // a free port, released for rank 0 to take
+    port = probe.port();
+  }
+  std::vector<pid_t> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ex::SpawnOptions options;
+    options.log = logs / ("rank" + std::to_string(rank) + ".log");
+    options.environment = {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
+                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)},
+                           {"TORCHELASTIC_USE_AGENT_STORE", "False"}};
+    std::vector<std::string> args = {BLOCKOPT_CLI_PATH, "run", config.string(), "--out",
+                                     out.string(), "--no-progress"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ranks.push_back(ex::spawn(args, options));
+  }
+  return ranks;
+}
+
+}  // namespace
+
 // A rank killed mid-run (SIGKILL) makes rank 0 exit with an error naming it, well within
 // timeout_s and without a half-written checkpoint. The job, started again with 2 ranks, ends
 // bit-identical to an uninterrupted one; started with 1 process (the sharded state was
@@ -446,23 +477,8 @@ TEST(DataParallelCliTest, KilledRankIsNamedAndTheRunResumes) {
   ASSERT_EQ(run_cli(path, dir / "whole", dir / "whole.log", {"--nproc", "2"}), 0)
       << log_of(dir / "whole.log");
 
-  int port = 0;
-  {
-    dist::StoreServer probe("127.0.0.1");  // a free port, released for rank 0 to take
-    port = probe.port();
-  }
   const auto killed = dir / "killed";
-  std::vector<pid_t> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ex::SpawnOptions options;
-    options.log = dir / ("rank" + std::to_string(rank) + ".log");
-    options.environment = {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
-                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)},
-                           {"TORCHELASTIC_USE_AGENT_STORE", "False"}};
-    ranks.push_back(ex::spawn({BLOCKOPT_CLI_PATH, "run", path.string(), "--out", killed.string(),
-                               "--no-progress"},
-                              options));
-  }
+  const auto ranks = start_ranks_as_torchrun(path, killed, dir, {});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(killed / "checkpoint.pt") && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -474,7 +490,7 @@ TEST(DataParallelCliTest, KilledRankIsNamedAndTheRunResumes) {
   wait_status(ranks[1]);
   const auto log0 = log_of(dir / "rank0.log");
   ASSERT_TRUE(WIFEXITED(status0) && WEXITSTATUS(status0) == 2) << log0;
-  EXPECT_THAT(log0, HasSubstr("rank 1 stopped"));
+  EXPECT_THAT(log0, HasSubstr("rank 1 stopped responding"));
   EXPECT_LT(waited, 20.0);  // timeout_s
   EXPECT_FALSE(fs::exists(killed / "checkpoint.pt.tmp"));
   EXPECT_FALSE(fs::exists(killed / "summary.json"));
@@ -510,9 +526,8 @@ TEST(DataParallelCliTest, HessianProbesMatchOneProcess) {
       "  - {type: hutchinson, steps: [6], partition: per_tensor, samples: 3, dtype: float64}\n"
       "  - {type: block_norms, steps: [6], partition: per_row, dtype: float64}\n"
       "  - {type: full_hessian, steps: [6], partition: per_tensor, dtype: float64}\n";
-  const auto path = write_config(dir, config);
-  ASSERT_EQ(run_cli(path, dir / "one", dir / "one.log"), 0) << log_of(dir / "one.log");
-  ASSERT_EQ(run_cli(path, dir / "two", dir / "two.log", {"--nproc", "2"}), 0) << log_of(dir / "two.log");
+  run_one_and_two_ranks(dir, config);
+  ASSERT_FALSE(HasFailure());
   const auto one = probe_records(dir / "one");
   const auto two = probe_records(dir / "two");
   ASSERT_EQ(one.size(), 5u);
@@ -598,4 +613,32 @@ TEST(DistributedTest, ShardedMuonStepsLikeTheUnshardedOneAndGathersItsState) {
     sharding.release_unowned_state();
     EXPECT_EQ(muon.state().size(), 1u);
   });
+}
+
+// A frozen rank (SIGSTOP: its heartbeat stops too) makes rank 0 fail once timeout_s has
+// passed, naming it, instead of waiting forever.
+TEST(DataParallelCliTest, FrozenRankFailsTheJobAfterTheTimeout) {
+  const auto dir = fresh_dir("dp_frozen");
+  const double timeout_s = 5.0;
+  const auto config = mlp_config("{name: adamw, lr: 0.01}", 100000);
+  const auto path = write_config(dir, config);
+  const auto out = dir / "frozen";
+  const auto ranks = start_ranks_as_torchrun(
+      path, out, dir, {"--set", "distributed.timeout_s=" + std::to_string(timeout_s)});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(out / "checkpoint.pt") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(ranks[1], SIGSTOP);
+  const auto frozen_at = std::chrono::steady_clock::now();
+  const int status0 = wait_status(ranks[0]);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - frozen_at).count();
+  kill(ranks[1], SIGKILL);
+  wait_status(ranks[1]);
+  const auto log0 = log_of(dir / "rank0.log");
+  ASSERT_TRUE(WIFEXITED(status0) && WEXITSTATUS(status0) == 2) << log0;
+  EXPECT_THAT(log0, HasSubstr("rank 1 stopped responding"));
+  EXPECT_GE(waited, timeout_s * 0.9);  // Gloo waited for the timeout ...
+  EXPECT_LT(waited, timeout_s + 10.0);  // ... and not much longer (diagnosis: 1.5 s)
+  EXPECT_FALSE(fs::exists(out / "checkpoint.pt.tmp"));
 }
