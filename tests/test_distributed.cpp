@@ -550,12 +550,15 @@ TEST(DistributedTest, ShardedMuonStepsLikeTheUnshardedOneAndGathersItsState) {
   // rank 0 gets the 8x8, rank 1 the rest (256 + 64 + 10 = 330 < 512).
   const std::vector<std::vector<int64_t>> shapes = {{4, 4}, {16, 4}, {8, 8}, {10}};
   const std::vector<int> expected_owners = {1, 1, 0, 1};
+  // Drawn once here: the rank threads only copy them (the global generator is not thread-safe).
+  torch::manual_seed(7);
+  std::vector<torch::Tensor> initial;
+  for (const auto& shape : shapes) initial.push_back(torch::randn(shape, torch::kFloat64));
   auto make_params = [&] {
-    torch::manual_seed(7);
     torch::OrderedDict<std::string, torch::Tensor> named;
     for (size_t i = 0; i < shapes.size(); ++i) {
       named.insert("layer" + std::to_string(i) + (shapes[i].size() == 1 ? ".bias" : ".weight"),
-                   torch::randn(shapes[i], torch::kFloat64).requires_grad_(true));
+                   initial[i].clone().requires_grad_(true));
     }
     return named;
   };
