@@ -38,6 +38,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& rank_args) {
     SpawnOptions options;
     options.environment =
         distributed::environment_variables(distributed::local_launch(rank, nproc, store.port()));
+    options.environment.merge(die_with_this_process());  // no rank outlives the launcher
     const pid_t pid = spawn(rank_args, options);
     running[pid] = rank;
     pids.push_back(pid);

@@ -1,10 +1,13 @@
 #include <blockopt/experiments/process.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -47,6 +50,17 @@ pid_t spawn_logged(const std::vector<std::string>& args, const std::filesystem::
   options.log = log;
   options.append = append;
   return spawn(args, options);
+}
+
+std::map<std::string, std::string> die_with_this_process() {
+  return {{"BLOCKOPT_PARENT_PID", std::to_string(getpid())}};
+}
+
+void die_with_parent_from_env() {
+  const char* parent = std::getenv("BLOCKOPT_PARENT_PID");
+  if (parent == nullptr) return;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (std::to_string(getppid()) != parent) _exit(1);  // the parent died before prctl
 }
 
 std::string describe_exit(int status) {

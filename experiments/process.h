@@ -29,6 +29,13 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options = 
 pid_t spawn_logged(const std::vector<std::string>& args, const std::filesystem::path& log,
                    bool append);
 
+// The environment that makes a blockopt child die with this process (die_with_parent_from_env),
+// so that a killed sweep worker or launcher leaves no run or rank behind.
+std::map<std::string, std::string> die_with_this_process();
+// Called first by the CLI: when BLOCKOPT_PARENT_PID is set, the process gets SIGKILL when its
+// parent dies (PR_SET_PDEATHSIG), and exits at once if the parent is already gone.
+void die_with_parent_from_env();
+
 // "exited with code 3" / "was killed by signal 9 (Killed)", for a waitpid() status.
 std::string describe_exit(int status);
 

@@ -36,6 +36,7 @@ SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin);
 struct SweepOutcome {
   fs::path dir;
   int completed = 0, diverged = 0, failed = 0;
+  bool wrote_comparison = true;  // a worker: whether it was the one to write comparison.json
 };
 
 // Runs every run not yet complete (a re-run resumes the sweep), `plan.parallel` processes at
@@ -44,6 +45,16 @@ struct SweepOutcome {
 // recorded as such in sweep.json, never dropped. Then writes comparison.json.
 SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
                        int nproc = 1);
+
+// `blockopt run SWEEP --worker`: one of any number of workers, on one machine or many sharing
+// `dir`, that take the runs without a summary one at a time. A worker claims a run by creating
+// <run>/claim exclusively and renews its lease (the file's modification time) every
+// lease_s / 3 while the run goes on; a claim whose lease ran out (its worker died) is taken
+// over, and `blockopt run` resumes the run from its checkpoint. A run ends with a summary
+// (a crash gets a failed one) and is never started again. When no run is left, the first
+// worker to see it writes comparison.json (once: an exclusive comparison.claim).
+SweepOutcome run_sweep_worker(const SweepPlan& plan, const fs::path& dir,
+                              const std::string& blockopt_exe, int nproc, double lease_s);
 
 // Aggregates the finished runs of a sweep directory into comparison.json (also used by
 // `blockopt report`).

@@ -1,4 +1,5 @@
-// Running a sweep's runs as child processes, `parallel` at a time (sweep.h: run_sweep).
+// Running a sweep's runs as child processes: `parallel` at a time (run_sweep), or one at a
+// time as one of many workers that claim runs with leases (run_sweep_worker).
 #include <blockopt/experiments/detail/sweep.h>
 #include <blockopt/experiments/process.h>
 #include <blockopt/experiments/sweep.h>
@@ -6,7 +7,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <signal.h>
+#include <fcntl.h>
 
+#include <chrono>
+#include <thread>
 #include <map>
 #include <optional>
 #include <system_error>
@@ -28,18 +34,23 @@ std::optional<pid_t> start_run(const std::string& blockopt_exe, const fs::path& 
   std::vector<std::string> args = {blockopt_exe, "run", (run_dir / "config.yaml").string(),
                                    "--out", run_dir.string(), "--no-progress"};
   if (nproc > 1) args.insert(args.end(), {"--nproc", std::to_string(nproc)});
+  SpawnOptions options;
+  options.log = run_dir / "run.log";
+  options.append = true;
+  options.environment = die_with_this_process();
   try {
-    return spawn_logged(args, run_dir / "run.log", /*append=*/true);
+    return spawn(args, options);
   } catch (const std::system_error& error) {
     spdlog::error("{} for {}", error.what(), run_dir.string());
     return std::nullopt;
   }
 }
 
-}  // namespace
-
-SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
-                       int nproc) {
+// sweep.json (the plan's index) and, for every run for which `todo` holds, its config.yaml
+// where `blockopt run` expects it; returns the indices of those runs. Every write is atomic
+// and the same from every worker.
+template <typename Todo>
+std::vector<size_t> prepare_sweep(const SweepPlan& plan, const fs::path& dir, Todo todo) {
   fs::create_directories(dir / "runs");
   nlohmann::json index = {{"name", plan.name}, {"target_loss", plan.target_loss}, {"runs", nlohmann::json::array()}};
   for (const auto& run : plan.runs) {
@@ -48,17 +59,45 @@ SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::st
                              {"lr", run.config["optimizer"]["lr"] ? run.config["optimizer"]["lr"].as<double>() : 0.0}});
   }
   write_file_atomic(dir / "sweep.json", index.dump(2) + "\n");
-
-  // Runs still to do; each writes its config where `blockopt run` expects it.
-  std::vector<size_t> todo;
+  std::vector<size_t> runs;
   for (size_t i = 0; i < plan.runs.size(); ++i) {
     const auto run_dir = dir / "runs" / plan.runs[i].id;
-    auto summary = detail::read_json_or_null(run_dir / "summary.json");
-    if (summary.is_object() && summary.value("status", "") == "completed") continue;
+    if (!todo(detail::read_json_or_null(run_dir / "summary.json"))) continue;
     fs::create_directories(run_dir);
     write_file_atomic(run_dir / "config.yaml", yaml_text(plan.runs[i].config));
-    todo.push_back(i);
+    runs.push_back(i);
   }
+  return runs;
+}
+
+// A crash leaves no summary: record it (with the exit code) so it is never dropped.
+void record_crash(const fs::path& run_dir, const std::string& id, int exit_code) {
+  nlohmann::json failed = {{"name", id}, {"status", "failed"},
+                           {"message", fmt::format("process exited with code {}; see run.log", exit_code)}};
+  write_file_atomic(run_dir / "summary.json", failed.dump(2) + "\n");
+}
+
+SweepOutcome count_outcomes(const SweepPlan& plan, const fs::path& dir) {
+  SweepOutcome outcome;
+  outcome.dir = dir;
+  for (const auto& run : plan.runs) {
+    auto summary = detail::read_json_or_null(dir / "runs" / run.id / "summary.json");
+    const std::string status = summary.is_object() ? summary.value("status", "failed") : "failed";
+    if (status == "completed") ++outcome.completed;
+    else if (status == "diverged") ++outcome.diverged;
+    else ++outcome.failed;
+  }
+  return outcome;
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
+                       int nproc) {
+  // Runs still to do: all but the completed ones.
+  const auto todo = prepare_sweep(plan, dir, [](const nlohmann::json& summary) {
+    return !(summary.is_object() && summary.value("status", "") == "completed");
+  });
   spdlog::info("sweep {}: {} runs, {} to do, {} at a time", plan.name, plan.runs.size(), todo.size(),
                plan.parallel);
 
@@ -83,24 +122,129 @@ SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::st
   }
   while (!active.empty()) reap_one();
 
-  SweepOutcome outcome;
-  outcome.dir = dir;
   for (size_t i = 0; i < plan.runs.size(); ++i) {
     const auto run_dir = dir / "runs" / plan.runs[i].id;
     auto summary = detail::read_json_or_null(run_dir / "summary.json");
     const std::string status = summary.is_object() ? summary.value("status", "failed") : "failed";
-    if (status == "completed") ++outcome.completed;
-    else if (status == "diverged") ++outcome.diverged;
-    else {
-      ++outcome.failed;
-      // A crash leaves no summary: record it (with the exit code) so it is never dropped.
-      nlohmann::json failed = {{"name", plan.runs[i].id}, {"status", "failed"},
-                               {"message", fmt::format("process exited with code {}; see run.log",
-                                                       exit_codes.count(i) ? exit_codes[i] : -1)}};
-      write_file_atomic(run_dir / "summary.json", failed.dump(2) + "\n");
+    if (status != "completed" && status != "diverged") {
+      record_crash(run_dir, plan.runs[i].id, exit_codes.count(i) ? exit_codes[i] : -1);
     }
   }
   write_file_atomic(dir / "comparison.json", compare_sweep(dir).dump(2) + "\n");
+  return count_outcomes(plan, dir);
+}
+
+namespace {
+
+using FileClock = fs::file_time_type::clock;
+
+// <run_dir>/claim names the worker that runs the run; its modification time is the lease.
+fs::path claim_path(const fs::path& run_dir) { return run_dir / "claim"; }
+
+// Takes the run for `worker` when nobody holds it or the holder's lease has run out.
+// NOTE: only an exclusive create (O_EXCL) takes a claim; an expired claim is first renamed
+// away, which one worker alone can do, so two workers never both hold it.
+bool try_claim(const fs::path& run_dir, const std::string& worker, std::chrono::duration<double> lease) {
+  const auto claim = claim_path(run_dir);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int fd = ::open(claim.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd >= 0) {
+      const bool written = ::write(fd, worker.data(), worker.size()) == static_cast<ssize_t>(worker.size());
+      ::fsync(fd);
+      ::close(fd);
+      if (!written) throw std::runtime_error("cannot write " + claim.string());
+      return true;
+    }
+    if (errno != EEXIST) throw std::system_error(errno, std::generic_category(), "cannot create " + claim.string());
+    std::error_code error;
+    const auto renewed = fs::last_write_time(claim, error);
+    if (error) continue;  // released meanwhile: try again
+    if (FileClock::now() - renewed < lease) return false;
+    const auto expired = run_dir / ("claim.expired." + worker);
+    if (::rename(claim.c_str(), expired.c_str()) == 0) {
+      spdlog::warn("worker {}: the lease of {} ({}) ran out; taking the run over", worker,
+                   read_file(expired), run_dir.filename().string());
+      fs::remove(expired, error);
+    }
+  }
+  return false;
+}
+
+bool holds_claim(const fs::path& run_dir, const std::string& worker) {
+  try {
+    return read_file(claim_path(run_dir)) == worker;
+  } catch (const std::exception&) {
+    return false;  // renamed away by a worker that took the run over
+  }
+}
+
+// Starts the run and renews the lease every lease / 3 until it exits; returns its exit code.
+// When the claim is no longer this worker's (its lease ran out while it was stopped), the run
+// is stopped, so that it never runs twice.
+int run_with_lease(const std::string& blockopt_exe, const fs::path& run_dir, int nproc,
+                   const std::string& worker, std::chrono::duration<double> lease) {
+  const auto pid = start_run(blockopt_exe, run_dir, nproc);
+  if (!pid) return 127;
+  const auto claim = claim_path(run_dir);
+  auto renew_at = std::chrono::steady_clock::now();
+  while (true) {
+    int status = 0;
+    if (waitpid(*pid, &status, WNOHANG) == *pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= renew_at) {
+      std::error_code error;
+      if (!holds_claim(run_dir, worker)) {
+        spdlog::error("worker {}: lost the claim on {}; stopping its run", worker, run_dir.string());
+        kill(*pid, SIGTERM);
+      }
+      fs::last_write_time(claim, FileClock::now(), error);
+      renew_at += std::chrono::duration_cast<std::chrono::steady_clock::duration>(lease / 3);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace
+
+SweepOutcome run_sweep_worker(const SweepPlan& plan, const fs::path& dir,
+                              const std::string& blockopt_exe, int nproc, double lease_s) {
+  if (!(lease_s > 0.0)) throw std::invalid_argument("the lease must be > 0 seconds");
+  const std::chrono::duration<double> lease(lease_s);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const std::string worker = fmt::format("{}:{}", host, getpid());
+  // Every run without a summary: completed, diverged and crashed runs are final.
+  prepare_sweep(plan, dir, [](const nlohmann::json& summary) { return !summary.is_object(); });
+  spdlog::info("sweep {}: worker {} (lease {} s)", plan.name, worker, lease_s);
+  while (true) {
+    bool pending = false, ran = false;
+    for (const auto& run : plan.runs) {
+      const auto run_dir = dir / "runs" / run.id;
+      if (fs::exists(run_dir / "summary.json")) continue;
+      pending = true;
+      if (!try_claim(run_dir, worker, lease)) continue;
+      if (!fs::exists(run_dir / "summary.json")) {  // it may have ended before the claim
+        spdlog::info("sweep {}: worker {} runs {}", plan.name, worker, run.id);
+        const int code = run_with_lease(blockopt_exe, run_dir, nproc, worker, lease);
+        if (!fs::exists(run_dir / "summary.json")) record_crash(run_dir, run.id, code);
+        ran = true;
+      }
+      if (holds_claim(run_dir, worker)) fs::remove(claim_path(run_dir));
+    }
+    if (!pending) break;
+    // Every remaining run is held by another worker: wait, to take it over if its lease runs out.
+    if (!ran) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(1.0, lease_s / 4)));
+  }
+  // The last run has ended: the first worker to get here writes the comparison, once.
+  const auto writer = dir / "comparison.claim";
+  const int fd = ::open(writer.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  auto outcome = count_outcomes(plan, dir);
+  outcome.wrote_comparison = fd >= 0;
+  if (fd >= 0) {
+    ::close(fd);
+    write_file_atomic(dir / "comparison.json", compare_sweep(dir).dump(2) + "\n");
+  }
   return outcome;
 }
 

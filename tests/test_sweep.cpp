@@ -1,4 +1,5 @@
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/process.h>
 #include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/sweep.h>
@@ -7,10 +8,16 @@
 #include "common.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <set>
+#include <thread>
 
 namespace ex = blockopt::experiments;
 namespace fs = std::filesystem;
@@ -203,4 +210,91 @@ TEST(SweepTest, ShippedConfigsAreValid) {
     ++checked;
   }
   EXPECT_GE(checked, 3);
+}
+
+// Three workers on one sweep, one killed (SIGKILL) while its run is under way: its run (killed
+// with it) is taken over once the lease has run out and resumed from its checkpoint, no run is
+// started after it ended, every step is logged once, and the comparison is written once.
+TEST(SweepWorkerTest, ThreeWorkersOneKilledDoEveryRunOnce) {
+  const auto dir = fresh_dir("sweep_workers");
+  std::ofstream(dir / "sweep.yaml") << R"(name: w
+data: {type: gaussian, samples: 256, dim: 32, classes: 10, batch: 32}
+model: {type: mlp, hidden: [64, 64]}
+optimizer: {name: adamw, lr: 0.003}
+train: {steps: 400, checkpoint_every: 10, log_every: 100}
+sweep: {seeds: [0, 1, 2, 3, 4]}
+)";
+  const auto plan = ex::plan_sweep(YAML::LoadFile((dir / "sweep.yaml").string()), "sweep.yaml");
+  ASSERT_EQ(plan.runs.size(), 5u);
+  const auto out = dir / "out";
+  std::vector<pid_t> workers;
+  for (int w = 0; w < 3; ++w) {
+    workers.push_back(ex::spawn_logged({BLOCKOPT_CLI_PATH, "run", (dir / "sweep.yaml").string(),
+                                        "--out", out.string(), "--worker", "--lease", "2",
+                                        "--no-progress"},
+                                       dir / ("worker" + std::to_string(w) + ".log"), false));
+  }
+  // The first run seen under way (claimed, checkpointed, not ended): kill its worker.
+  std::string victim_run;
+  pid_t victim = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (victim == 0 && std::chrono::steady_clock::now() < deadline) {
+    for (size_t r = 0; r < plan.runs.size() && victim == 0; ++r) {
+      const auto run = out / "runs" / plan.runs[r].id;
+      if (!fs::exists(run / "checkpoint.pt") || fs::exists(run / "summary.json")) continue;
+      std::string claim;
+      try {
+        claim = ex::read_file(run / "claim");
+      } catch (const std::exception&) {
+        continue;
+      }
+      const pid_t holder = std::stoi(claim.substr(claim.rfind(':') + 1));
+      if (std::find(workers.begin(), workers.end(), holder) == workers.end()) continue;
+      kill(holder, SIGKILL);
+      victim = holder;
+      victim_run = run.filename().string();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_NE(victim, 0) << "no run was seen under way";
+  int reports = 0;
+  for (size_t w = 0; w < workers.size(); ++w) {
+    int status = 0;
+    waitpid(workers[w], &status, 0);
+    const auto log = ex::read_file(dir / ("worker" + std::to_string(w) + ".log"));
+    if (workers[w] == victim) {
+      EXPECT_TRUE(WIFSIGNALED(status)) << log;
+      continue;
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+    if (log.find("report: ") != std::string::npos) ++reports;
+  }
+  EXPECT_EQ(reports, 1);  // one worker wrote the comparison and the report
+  EXPECT_TRUE(fs::exists(out / "comparison.json"));
+  for (const auto& planned : plan.runs) {
+    const auto run = out / "runs" / planned.id;
+    EXPECT_THAT(ex::read_file(run / "summary.json"), HasSubstr("\"completed\"")) << run;
+    EXPECT_FALSE(fs::exists(run / "claim")) << run;
+    const auto log = ex::read_file(run / "run.log");
+    size_t starts = 0;
+    for (size_t at = log.find("steps, run directory"); at != std::string::npos;
+         at = log.find("steps, run directory", at + 1)) {
+      ++starts;
+    }
+    // Started once; the taken-over run twice, the second time resuming its checkpoint.
+    const bool taken_over = run.filename() == victim_run;
+    EXPECT_EQ(starts, taken_over ? 2u : 1u) << log;
+    if (taken_over) {
+      EXPECT_THAT(log, HasSubstr("resuming"));
+    }
+    std::ifstream metrics(run / "metrics.jsonl");
+    int64_t last_step = 0;
+    for (std::string line; std::getline(metrics, line);) {
+      auto record = nlohmann::json::parse(line);
+      if (!record.contains("loss") || record.contains("accuracy")) continue;
+      EXPECT_EQ(record["step"].get<int64_t>(), last_step + 100) << run;
+      last_step = record["step"];
+    }
+    EXPECT_EQ(last_step, 400) << run;
+  }
 }

@@ -2,6 +2,7 @@
 #include <blockopt/experiments/config.h>
 #include <blockopt/experiments/launcher.h>
 #include <blockopt/experiments/optimizer_factory.h>
+#include <blockopt/experiments/process.h>
 #include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/runtime.h>
@@ -18,6 +19,7 @@
 namespace ex = blockopt::experiments;
 
 int main(int argc, char** argv) {
+  ex::die_with_parent_from_env();  // a run or rank started by a sweep worker or a launcher
   CLI::App app{"blockopt: optimizers and Hessian structure for LibTorch"};
   app.set_version_flag("--version", ex::version_string());
   app.require_subcommand(1);
@@ -37,6 +39,14 @@ int main(int argc, char** argv) {
                       "torchrun --standalone; a sweep: of each run); a job launched elsewhere "
                       "sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT instead")
       ->check(CLI::Range(1, 1024));
+  bool worker = false;
+  run_cmd->add_flag("--worker", worker,
+                    "a sweep: be one of any number of workers (on this machine or others "
+                    "sharing the directory) that claim its runs with leases");
+  double lease_s = 60.0;
+  run_cmd->add_option("--lease", lease_s,
+                      "--worker: seconds without renewal after which a run's claim is taken over")
+      ->check(CLI::PositiveNumber);
   bool dry_run = false;
   run_cmd->add_flag("--dry-run", dry_run,
                     "check and resolve the config, print it (a sweep: its run ids) and exit; "
@@ -73,6 +83,10 @@ int main(int argc, char** argv) {
         std::cout << ex::dry_run(config, run.config_path);
         return 0;
       }
+      if (worker && !ex::is_sweep(config)) {
+        throw std::invalid_argument("--worker takes the runs of a sweep; " + run.config_path +
+                                    " has no sweep: section");
+      }
       if (nproc > 1 && !ex::is_sweep(config)) {
         if (std::getenv("WORLD_SIZE") != nullptr) {
           throw std::invalid_argument("--nproc inside a launched job (WORLD_SIZE is set)");
@@ -93,10 +107,13 @@ int main(int argc, char** argv) {
                                                         ? config["output"]["dir"].as<std::string>()
                                                         : "runs") / plan.name;
         const auto exe = std::filesystem::canonical("/proc/self/exe").string();
-        const auto outcome = ex::run_sweep(plan, dir, exe, nproc);
+        const auto outcome = worker ? ex::run_sweep_worker(plan, dir, exe, nproc, lease_s)
+                                    : ex::run_sweep(plan, dir, exe, nproc);
         std::cout << "sweep: " << outcome.completed << " completed, " << outcome.diverged
-                  << " diverged, " << outcome.failed << " failed\n"
-                  << "report: " << ex::write_report(dir).string() << "\n";
+                  << " diverged, " << outcome.failed << " failed\n";
+        if (outcome.wrote_comparison) {
+          std::cout << "report: " << ex::write_report(dir).string() << "\n";
+        }
         return outcome.failed == 0 ? 0 : 3;
       }
       const auto outcome = ex::run_experiment(config, run);
