@@ -5,7 +5,8 @@ Runs the compare-gpt model (d_model 128, 4 layers, context 128, global batch 16)
 steps with each optimizer, alternating the two set-ups --repeats times, and prints a markdown
 table: tokens/s over the steps after the first 10 (median of the logged steps, then mean and
 sd over the repeats), and for the ranks the gradient averaging time per step (copies into the
-buckets and the allreduce, summary.json). Only the standard library: python3 is used to drive
+buckets and the allreduce, summary.json; with `distributed.overlap` the part left after
+backward). Only the standard library: python3 is used to drive
 the CLI, not as a runtime dependency.
 
     python3 bench/data_parallel.py --blockopt build/blockopt --ranks 2 --repeats 3
@@ -47,16 +48,18 @@ def main():
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
     args = parser.parse_args()
     threads = os.cpu_count()
     print(f"| optimizer | set-up | tokens/s (mean +- sd of {args.repeats}) | gradient averaging ms/step |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, optimizer in OPTIMIZERS.items():
+        for name in args.optimizers:
+            optimizer = OPTIMIZERS[name]
             config = os.path.join(tmp, f"{name}.yaml")
             with open(config, "w") as f:
                 f.write(CONFIG.format(optimizer=optimizer, steps=args.steps))
-            one, many, syncs = [], [], []
+            one, many, syncs, overlapped, overlapped_syncs = [], [], [], [], []
             for r in range(args.repeats):
                 rate, _ = run(args.blockopt, config, os.path.join(tmp, f"{name}-one-{r}"),
                               ["--set", f"runtime.threads={threads}"])
@@ -65,10 +68,16 @@ def main():
                                  ["--nproc", str(args.ranks)])
                 many.append(rate)
                 syncs.append(sync * 1e3)
+                rate, sync = run(args.blockopt, config, os.path.join(tmp, f"{name}-overlap-{r}"),
+                                 ["--nproc", str(args.ranks), "--set", "distributed.overlap=true"])
+                overlapped.append(rate)
+                overlapped_syncs.append(sync * 1e3)
             fmt = lambda xs: f"{statistics.mean(xs):.0f} +- {statistics.stdev(xs) if len(xs) > 1 else 0:.0f}"
             print(f"| {name} | 1 rank x {threads} threads | {fmt(one)} | - |")
-            print(f"| {name} | {args.ranks} ranks x {max(1, threads // args.ranks)} thread(s) | {fmt(many)} | "
-                  f"{statistics.mean(syncs):.2f} +- {statistics.stdev(syncs) if len(syncs) > 1 else 0:.2f} |")
+            ms = lambda xs: f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}"
+            ranks = f"{args.ranks} ranks x {max(1, threads // args.ranks)} thread(s)"
+            print(f"| {name} | {ranks} | {fmt(many)} | {ms(syncs)} |")
+            print(f"| {name} | {ranks}, overlap | {fmt(overlapped)} | {ms(overlapped_syncs)} |")
 
 
 if __name__ == "__main__":

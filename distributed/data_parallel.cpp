@@ -7,8 +7,9 @@
 namespace blockopt::distributed {
 
 DataParallel::DataParallel(std::shared_ptr<ProcessGroup> group,
-                           std::vector<torch::Tensor> parameters, int64_t bucket_bytes)
-    : group_(std::move(group)), parameters_(std::move(parameters)) {
+                           std::vector<torch::Tensor> parameters, int64_t bucket_bytes,
+                           bool overlap)
+    : group_(std::move(group)), parameters_(std::move(parameters)), overlap_(overlap) {
   if (bucket_bytes <= 0) throw std::invalid_argument("bucket_bytes must be > 0");
   // NOTE: reverse order, as DDP: backward produces the last layers' gradients first.
   Bucket open;
@@ -30,6 +31,47 @@ DataParallel::DataParallel(std::shared_ptr<ProcessGroup> group,
     if (open_bytes >= bucket_bytes) close();
   }
   close();
+  slot_.resize(parameters_.size());
+  filled_.assign(parameters_.size(), false);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    int64_t offset = 0;
+    for (size_t m = 0; m < buckets_[b].members.size(); ++m) {
+      const auto i = buckets_[b].members[m];
+      slot_[i] = {b, m};
+      buckets_[b].offsets.push_back(offset);
+      offset += parameters_[i].numel();
+    }
+  }
+  if (!overlap_) return;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    if (!parameters_[i].requires_grad()) continue;
+    // NOTE: a tensor hook on a leaf sees the whole gradient of one backward pass before it is
+    // added to .grad(); it runs on the thread that called backward (CPU autograd).
+    const auto handle = parameters_[i].register_hook([this, i](const torch::Tensor& grad) {
+      if (!armed_) return;
+      const auto& accumulated = parameters_[i].grad();
+      fill(i, accumulated.defined() ? accumulated + grad : grad);
+    });
+    hooks_.emplace_back(i, handle);
+  }
+}
+
+DataParallel::~DataParallel() {
+  for (const auto& [i, handle] : hooks_) parameters_[i].remove_hook(handle);
+}
+
+void DataParallel::prepare_last_backward() {
+  armed_ = overlap_;
+  started_in_backward_ = 0;
+}
+
+void DataParallel::fill(size_t i, const torch::Tensor& grad) {
+  auto& bucket = buckets_[slot_[i].first];
+  bucket.flat.narrow(0, bucket.offsets[slot_[i].second], grad.numel()).copy_(grad.reshape(-1));
+  filled_[i] = true;
+  if (++bucket.filled < bucket.members.size()) return;
+  bucket.pending = group_->start_allreduce_sum(bucket.flat);
+  if (armed_) ++started_in_backward_;
 }
 
 torch::Tensor DataParallel::local_rows(const torch::Tensor& global) const {
@@ -45,32 +87,31 @@ torch::Tensor DataParallel::local_rows(const torch::Tensor& global) const {
 
 void DataParallel::average_gradients() {
   const auto start = std::chrono::steady_clock::now();
-  std::vector<ProcessGroup::Pending> pending;
-  pending.reserve(buckets_.size());
+  armed_ = false;
+  // What backward did not fill (all of it without overlap), in bucket order.
   for (auto& bucket : buckets_) {
-    int64_t offset = 0;
     for (auto i : bucket.members) {
+      if (filled_[i]) continue;
       const auto& grad = parameters_[i].grad();
       if (!grad.defined()) {
         throw std::runtime_error("rank " + std::to_string(rank()) + ": parameter " +
                                  std::to_string(i) + " has no gradient; data parallel training "
                                  "needs every parameter to take part in the loss");
       }
-      bucket.flat.narrow(0, offset, grad.numel()).copy_(grad.reshape(-1));
-      offset += grad.numel();
+      fill(i, grad);
     }
-    pending.push_back(group_->start_allreduce_sum(bucket.flat));
   }
   const double inverse = 1.0 / world_size();
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    pending[b].wait();
-    auto& bucket = buckets_[b];
+  for (auto& bucket : buckets_) {
+    bucket.pending->wait();
+    bucket.pending.reset();
+    bucket.filled = 0;
     bucket.flat.mul_(inverse);  // sum -> mean (exact for a power-of-two world)
-    int64_t offset = 0;
-    for (auto i : bucket.members) {
+    for (size_t m = 0; m < bucket.members.size(); ++m) {
+      const auto i = bucket.members[m];
       auto grad = parameters_[i].mutable_grad();
-      grad.copy_(bucket.flat.narrow(0, offset, grad.numel()).view(grad.sizes()));
-      offset += grad.numel();
+      grad.copy_(bucket.flat.narrow(0, bucket.offsets[m], grad.numel()).view(grad.sizes()));
+      filled_[i] = false;
     }
   }
   sync_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

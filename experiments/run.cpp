@@ -44,6 +44,7 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   const auto bucket_mb = parallel.get<double>("bucket_mb", 25.0);
   parallel.check(bucket_mb > 0.0 && bucket_mb <= 4096.0, "bucket_mb", "must be in (0, 4096]");
   e.bucket_bytes = std::max<int64_t>(1, std::llround(bucket_mb * 1024.0 * 1024.0));
+  e.overlap = parallel.get<bool>("overlap", e.overlap);
   const auto shard = parallel.get<std::string>("shard_optimizer", "auto");
   parallel.check(shard == "auto" || shard == "true" || shard == "false", "shard_optimizer",
                  "must be auto, true or false");
@@ -133,6 +134,7 @@ void write_summary(const RunDirectory& dir, const Experiment& e, const TrainResu
     summary["data_parallel"] = {
         {"gradient_buckets", parallel->bucket_count()},
         {"optimizer_sharded", e.shard_optimizer},
+        {"overlap", e.overlap},
         {"optimizer_state_bytes_per_rank", state_bytes_per_rank},
         {"gradient_sync_seconds_per_step",
          parallel->gradient_syncs() > 0 ? parallel->gradient_sync_seconds() / parallel->gradient_syncs() : 0.0}};
@@ -171,8 +173,8 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
   std::shared_ptr<distributed::OptimizerSharding> sharding;
   if (job && job->world_size > 1) {
     const auto group = distributed::ProcessGroup::join(*job, experiment.distributed);
-    parallel = std::make_shared<distributed::DataParallel>(group, experiment.model->parameters(),
-                                                           experiment.bucket_bytes);
+    parallel = std::make_shared<distributed::DataParallel>(
+        group, experiment.model->parameters(), experiment.bucket_bytes, experiment.overlap);
     parallel->broadcast_parameters();
     if (experiment.shard_optimizer) {
       sharding = std::make_shared<distributed::OptimizerSharding>(group, *experiment.optimizer);

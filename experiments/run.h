@@ -23,6 +23,7 @@ struct Experiment {
   // The `distributed:` section: used when the run is one rank of a job (launch_environment.h).
   distributed::GroupOptions distributed;
   int64_t bucket_bytes = 25 << 20;
+  bool overlap = false;  // distributed.overlap: allreduce buckets during backward
   // distributed.shard_optimizer, resolved: auto = the matrix optimizers (Muon, NorMuon,
   // Aurora, ASGO), whose orthogonalisations and roots are the step's work.
   bool shard_optimizer = false;

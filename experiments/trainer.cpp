@@ -133,6 +133,7 @@ TrainResult Trainer::run() {
       auto logits = model_->forward(batch.inputs);
       auto loss = models::compute_loss(logits, batch.targets, options_.loss) /
                   static_cast<double>(options_.grad_accum);
+      if (parallel_ && micro + 1 == options_.grad_accum) parallel_->prepare_last_backward();
       loss.backward();
       loss_value += loss.item<double>();
     }

@@ -10,6 +10,8 @@
 
 #include "common.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -156,6 +158,40 @@ TEST(DistributedTest, GradientsAreAveragedOverBucketsOfOneDtype) {
       mean /= world;
       EXPECT_TRUE(torch::allclose(params[i].grad(), mean, 1e-6, 0.0)) << "parameter " << i;
     }
+  });
+}
+
+// Overlap: buckets start during the last backward pass (two micro-batches here), and the
+// averaged gradients equal those of averaging after backward bit for bit.
+TEST(DistributedTest, OverlappedAveragingStartsBucketsDuringBackwardAndAgrees) {
+  run_ranks(2, [](std::shared_ptr<dist::ProcessGroup> group) {
+    auto gradients = [&](bool overlap) {
+      // Each rank its own data, from a generator of its own (the ranks are threads).
+      auto generator = at::make_generator<at::CPUGeneratorImpl>(3 + group->rank());
+      auto net = torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::Tanh(),
+                                       torch::nn::Linear(8, 3));
+      for (auto& p : net->parameters()) {
+        torch::NoGradGuard no_grad;
+        p.copy_(torch::linspace(-1, 1, p.numel()).view(p.sizes()));
+      }
+      // 32-byte buckets, parameters in reverse order: {bias 2 (12 B) + weight 2 (96 B)},
+      // {bias 1 (32 B)}, {weight 1 (192 B)}: 3 buckets.
+      dist::DataParallel parallel(group, net->parameters(), 32, overlap);
+      for (int micro = 0; micro < 2; ++micro) {
+        auto x = torch::randn({5, 6}, generator);
+        if (micro == 1) parallel.prepare_last_backward();
+        net->forward(x).square().mean().backward();
+      }
+      EXPECT_EQ(parallel.bucket_count(), 3);
+      EXPECT_EQ(parallel.buckets_started_in_backward(), overlap ? 3 : 0);
+      parallel.average_gradients();
+      std::vector<torch::Tensor> grads;
+      for (auto& p : net->parameters()) grads.push_back(p.grad().clone());
+      return grads;
+    };
+    const auto after = gradients(false);
+    const auto during = gradients(true);
+    for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(torch::equal(after[i], during[i])) << i;
   });
 }
 
@@ -404,6 +440,26 @@ TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, DataParallelOptimizerTest,
                          ::testing::Values("adamw", "adam_mini", "muon", "normuon", "aurora", "asgo"));
+
+// Overlapped averaging in a real run: 2 ranks with grad_accum 2, the same parameters bit for
+// bit as averaging after backward.
+TEST(DataParallelCliTest, OverlapGivesTheSameRunBitForBit) {
+  const auto dir = fresh_dir("dp_overlap");
+  const auto path = write_config(dir, mlp_config("{name: adamw, lr: 0.01}", 20));
+  const std::vector<std::string> base = {"--nproc", "2", "--set", "train.grad_accum=2"};
+  auto with = [&](const std::string& overlap) {
+    auto args = base;
+    args.insert(args.end(), {"--set", "distributed.overlap=" + overlap});
+    return args;
+  };
+  ASSERT_EQ(run_cli(path, dir / "after", dir / "after.log", with("false")), 0) << log_of(dir / "after.log");
+  ASSERT_EQ(run_cli(path, dir / "during", dir / "during.log", with("true")), 0) << log_of(dir / "during.log");
+  const auto config = ex::read_file(path);
+  const auto after = checkpoint_parameters(config, dir / "after");
+  const auto during = checkpoint_parameters(config, dir / "during");
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(torch::equal(after[i], during[i])) << i;
+  EXPECT_EQ(nlohmann::json::parse(log_of(dir / "during" / "summary.json"))["data_parallel"]["overlap"], true);
+}
 
 // The small GPT in float32: the loss curves of 2 ranks and 1 process agree to 1e-5.
 TEST(DataParallelCliTest, GptLossCurvesOfTwoRanksMatchOneProcess) {
