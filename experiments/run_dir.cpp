@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <sstream>
+#include <system_error>
 #include <stdexcept>
 
 namespace blockopt::experiments {
@@ -95,8 +98,24 @@ fs::path previous_checkpoint(const fs::path& checkpoint) {
 
 RunDirectory::RunDirectory(fs::path root) : root_(std::move(root)) {}
 
+RunDirectory::~RunDirectory() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
 RunDirectory::State RunDirectory::claim(const std::string& resolved_yaml) {
   fs::create_directories(root_);
+  // NOTE: two processes must never run in one directory (a sweep worker whose lease ran out
+  // while its run went on, the same command started twice): the second waits for the first.
+  const auto lock = root_ / ".run.lock";
+  if (lock_fd_ < 0) lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) throw std::system_error(errno, std::generic_category(), "cannot open " + lock.string());
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    spdlog::warn("run directory {} is in use by another process; waiting for it to end",
+                 root_.string());
+    if (::flock(lock_fd_, LOCK_EX) != 0) {
+      throw std::system_error(errno, std::generic_category(), "cannot lock " + lock.string());
+    }
+  }
   if (fs::exists(config_path())) {
     if (read_file(config_path()) != resolved_yaml) {
       throw std::runtime_error(

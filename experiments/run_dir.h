@@ -43,8 +43,13 @@ class RunDirectory {
   enum class State { Fresh, Resumable, Complete };
 
   explicit RunDirectory(fs::path root);
-  // Creates the directory and writes config.resolved.yaml. If the directory already holds a
-  // run with a different resolved config, throws (naming both files) rather than mixing runs.
+  ~RunDirectory();  // releases the directory's lock
+  RunDirectory(const RunDirectory&) = delete;
+  RunDirectory& operator=(const RunDirectory&) = delete;
+  // Creates the directory, takes its lock (<root>/.run.lock, flock: while another process
+  // runs in it, this one waits, saying so) and writes config.resolved.yaml. If the directory
+  // already holds a run with a different resolved config, throws (naming both files) rather
+  // than mixing runs.
   State claim(const std::string& resolved_yaml);
 
   const fs::path& root() const { return root_; }
@@ -57,6 +62,7 @@ class RunDirectory {
 
  private:
   fs::path root_;
+  int lock_fd_ = -1;  // held from claim() on
 };
 
 }  // namespace blockopt::experiments

@@ -194,11 +194,13 @@ int run_with_lease(const std::string& blockopt_exe, const fs::path& run_dir, int
     }
     if (std::chrono::steady_clock::now() >= renew_at) {
       std::error_code error;
-      if (!holds_claim(run_dir, worker)) {
+      if (holds_claim(run_dir, worker)) {
+        fs::last_write_time(claim, FileClock::now(), error);
+      } else {
+        // The run is another worker's now; its process waits for this one's lock (run_dir.h).
         spdlog::error("worker {}: lost the claim on {}; stopping its run", worker, run_dir.string());
         kill(*pid, SIGTERM);
       }
-      fs::last_write_time(claim, FileClock::now(), error);
       renew_at += std::chrono::duration_cast<std::chrono::steady_clock::duration>(lease / 3);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

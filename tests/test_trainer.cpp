@@ -10,10 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <thread>
 
@@ -294,6 +296,25 @@ train: {steps: 3}
 TEST(TrainerTest, ProgressBarRendersEtaAndLoss) {
   EXPECT_EQ(ex::ProgressBar::render(5, 10, 1.23456, 3725, 2.5, 10),
             "[#####.....] 5/10  50% loss 1.2346 2.5 it/s ETA 01:02:05");
+}
+
+// Two processes never run in one directory: a second claim waits until the first holder is
+// gone (here both in one process: flock locks belong to each open of the lock file).
+TEST(RunDirectoryTest, ASecondClaimWaitsForTheFirstHolder) {
+  const auto dir = fresh_dir("run_lock");
+  auto first = std::make_unique<ex::RunDirectory>(dir / "out");
+  EXPECT_EQ(first->claim("name: x\n"), ex::RunDirectory::State::Fresh);
+  std::atomic<bool> second_claimed{false};
+  std::thread second([&] {
+    ex::RunDirectory again(dir / "out");
+    again.claim("name: x\n");
+    second_claimed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(second_claimed);
+  first.reset();  // the first holder ends
+  second.join();
+  EXPECT_TRUE(second_claimed);
 }
 
 TEST(RunDirectoryTest, RunWritesFilesAndRefusesADifferentRun) {
