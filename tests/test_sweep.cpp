@@ -214,7 +214,8 @@ TEST(SweepTest, ShippedConfigsAreValid) {
 
 // Three workers on one sweep, one killed (SIGKILL) while its run is under way: its run (killed
 // with it) is taken over once the lease has run out and resumed from its checkpoint, no run is
-// started after it ended, every step is logged once, and the comparison is written once.
+// started after it ended, every step is logged once, and the comparison is written once. The
+// 4 s lease is renewed every 1.3 s: a live worker would have to stall for 2.7 s to lose it.
 TEST(SweepWorkerTest, ThreeWorkersOneKilledDoEveryRunOnce) {
   const auto dir = fresh_dir("sweep_workers");
   std::ofstream(dir / "sweep.yaml") << R"(name: w
@@ -230,7 +231,7 @@ sweep: {seeds: [0, 1, 2, 3, 4]}
   std::vector<pid_t> workers;
   for (int w = 0; w < 3; ++w) {
     workers.push_back(ex::spawn_logged({BLOCKOPT_CLI_PATH, "run", (dir / "sweep.yaml").string(),
-                                        "--out", out.string(), "--worker", "--lease", "2",
+                                        "--out", out.string(), "--worker", "--lease", "4",
                                         "--no-progress"},
                                        dir / ("worker" + std::to_string(w) + ".log"), false));
   }
