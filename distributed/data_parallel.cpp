@@ -1,4 +1,5 @@
 #include <blockopt/distributed/data_parallel.h>
+#include <blockopt/distributed/detail/flat_buffer.h>
 
 #include <chrono>
 #include <stdexcept>
@@ -16,9 +17,7 @@ DataParallel::DataParallel(std::shared_ptr<ProcessGroup> group,
   int64_t open_bytes = 0;
   auto close = [&] {
     if (open.members.empty()) return;
-    int64_t numel = 0;
-    for (auto i : open.members) numel += parameters_[i].numel();
-    open.flat = torch::empty({numel}, parameters_[open.members.front()].options());
+    open.flat = detail::flat_buffer(parameters_, open.members);
     buckets_.push_back(std::move(open));
     open = Bucket{};
     open_bytes = 0;
@@ -128,20 +127,7 @@ void DataParallel::broadcast_parameters() {
   torch::NoGradGuard no_grad;
   // NOTE: one collective per bucket, through the gradient buckets' buffers, rather than one
   // per parameter.
-  for (auto& bucket : buckets_) {
-    int64_t offset = 0;
-    for (auto i : bucket.members) {
-      bucket.flat.narrow(0, offset, parameters_[i].numel()).copy_(parameters_[i].reshape(-1));
-      offset += parameters_[i].numel();
-    }
-    group_->broadcast(bucket.flat, 0);
-    offset = 0;
-    for (auto i : bucket.members) {
-      auto& p = parameters_[i];
-      p.copy_(bucket.flat.narrow(0, offset, p.numel()).view(p.sizes()));
-      offset += p.numel();
-    }
-  }
+  for (auto& bucket : buckets_) detail::broadcast_through(*group_, parameters_, bucket.members, bucket.flat, 0);
 }
 
 }  // namespace blockopt::distributed

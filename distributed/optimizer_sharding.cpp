@@ -1,4 +1,5 @@
 #include <blockopt/distributed/optimizer_sharding.h>
+#include <blockopt/distributed/detail/flat_buffer.h>
 #include <blockopt/optim/detail/compat.h>
 
 #include <algorithm>
@@ -47,9 +48,7 @@ OptimizerSharding::OptimizerSharding(std::shared_ptr<ProcessGroup> group,
       it->members.push_back(i);
     }
     for (auto& buffer : by_dtype) {
-      int64_t numel = 0;
-      for (auto i : buffer.members) numel += params_[i].numel();
-      buffer.flat = torch::empty({numel}, params_[buffer.members.front()].options().requires_grad(false));
+      buffer.flat = detail::flat_buffer(params_, buffer.members);
       buffers_.push_back(std::move(buffer));
     }
   }
@@ -69,21 +68,7 @@ void OptimizerSharding::step() {
     if (hidden[i].defined()) params_[i].mutable_grad() = std::move(hidden[i]);
   }
   for (auto& buffer : buffers_) {
-    const bool mine = buffer.owner == group_->rank();
-    int64_t offset = 0;
-    if (mine) {
-      for (auto i : buffer.members) {
-        buffer.flat.narrow(0, offset, params_[i].numel()).copy_(params_[i].reshape(-1));
-        offset += params_[i].numel();
-      }
-    }
-    group_->broadcast(buffer.flat, buffer.owner);
-    if (mine) continue;
-    offset = 0;
-    for (auto i : buffer.members) {
-      params_[i].copy_(buffer.flat.narrow(0, offset, params_[i].numel()).view(params_[i].sizes()));
-      offset += params_[i].numel();
-    }
+    detail::broadcast_through(*group_, params_, buffer.members, buffer.flat, buffer.owner);
   }
   broadcast_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - updated).count();
 }
