@@ -21,13 +21,14 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --label-exclude long -j$(CTEST_JOBS)
 
-# The optimizer and Hessian tests built with AddressSanitizer + UBSan (CI runs this too).
+# The optimizer, Hessian and in-process distributed tests built with AddressSanitizer + UBSan
+# (CI runs this too; tests that start the CLI are left out, the sanitized build has none).
 SANITIZE_DIR ?= build-sanitize
 test-sanitize: setup
 	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKOPT_SANITIZE=ON
 	cmake --build $(SANITIZE_DIR) --target blockopt_tests
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_stack_use_after_return=1:strict_init_order=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1 ./blockopt_tests --gtest_filter='Optim*:Hessian*'
+	  UBSAN_OPTIONS=print_stacktrace=1 ./blockopt_tests --gtest_filter='Optim*:Hessian*:DistributedTest.*'
 
 # The build and `make test` against LibTorch 2.x, in a cached Debian trixie chroot (root;
 # scripts/libtorch2 says how; BLOCKOPT_TRIXIE_ROOT picks the chroot).

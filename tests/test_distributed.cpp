@@ -438,7 +438,7 @@ TEST_P(DataParallelOptimizerTest, TwoRanksMatchOneProcess) {
   EXPECT_THAT(log_of(dir / "two.log"), HasSubstr("[rank 0]"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Optimizers, DataParallelOptimizerTest,
+INSTANTIATE_TEST_SUITE_P(EveryOptimizer, DataParallelOptimizerTest,
                          ::testing::Values("adamw", "adam_mini", "muon", "normuon", "aurora", "asgo"));
 
 // Overlapped averaging in a real run: 2 ranks with grad_accum 2, the same parameters bit for
