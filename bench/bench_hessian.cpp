@@ -1,11 +1,13 @@
 // Hessian benchmarks on the paper's setup (1-hidden-layer ReLU MLP, d = 500, m = 8, C = 500,
 // N = 5000, CE; P = 8000): closed-form full Hessian vs the autograd row loop and Python's
 // torch.autograd.functional.hessian, HVP/gradient cost ratio (also on the small GPT),
-// Lanczos step cost.
+// Lanczos step cost; per-row block norms matrix-free against the full H.
 // Peak memory is getrusage maxrss of the whole process (so it includes earlier benchmarks).
 #include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/mlp_block_norms.h>
 #include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/operator.h>
+#include <blockopt/hessian/partition.h>
 #include <blockopt/models/gpt.h>
 
 #include <benchmark/benchmark.h>
@@ -53,14 +55,14 @@ const std::vector<Workload> kWorkloads = {
     {"small_1hidden", {50, 8, 50}, 500},       // P = 800
 };
 
-Setup make_setup(const Workload& workload) {
+Setup make_setup(const Workload& workload, torch::Dtype dtype = torch::kFloat) {
   torch::manual_seed(0);
   const auto& widths = workload.widths;
   Setup s;
-  s.x = torch::randn({workload.n, widths.front()});
+  s.x = torch::randn({workload.n, widths.front()}, dtype);
   s.y = torch::randint(widths.back(), {workload.n}, torch::kLong);
   for (size_t l = 0; l + 1 < widths.size(); ++l) {
-    s.weights.push_back((torch::randn({widths[l + 1], widths[l]}) /
+    s.weights.push_back((torch::randn({widths[l + 1], widths[l]}, dtype) /
                          std::sqrt(static_cast<double>(widths[l])))
                             .requires_grad_(true));
   }
@@ -227,5 +229,48 @@ void BM_LanczosStep(benchmark::State& state) {
   state.counters["maxrss_mb"] = maxrss_mb();
 }
 BENCHMARK(BM_LanczosStep)->Arg(50)->Unit(benchmark::kMillisecond)->Iterations(2);
+
+// Per-row block norms ||H_ij||_F in float64, as the theory tables take them: the argument
+// indexes this table. Matrix-free costs O(N^2 B^2) for B row blocks, the full H O(N P^2) and
+// P^2 memory, so each wins somewhere; at the theorems' scale only matrix-free fits.
+const std::vector<Workload> kBlockNormWorkloads = {
+    {"theorem1_gamma1_c20", {500, 20}, 500},  // paper/theorem1-gamma.yaml's largest, P = 10000
+    {"seed_1hidden", {500, 8, 500}, 5000},   // P = 8000 in B = 508 rows: the full H is cheaper
+    {"theorem1_c1000", {3000, 1000}, 3000},  // Theorem 1 at C = 1000, g = 1: P = 3e6 (72 TB H)
+};
+
+template <typename Compute>
+void block_norms_benchmark(benchmark::State& state, const Compute& compute) {
+  const auto& workload = kBlockNormWorkloads.at(static_cast<size_t>(state.range(0)));
+  auto s = make_setup(workload, torch::kDouble);
+  const double cpu_start = cpu_seconds();
+  for (auto _ : state) {
+    auto norms = compute(s);
+    benchmark::DoNotOptimize(norms.data_ptr());
+  }
+  state.SetLabel(workload.name);
+  state.counters["cpu_s_per_iter"] =
+      (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
+  state.counters["params"] = static_cast<double>(parameter_count(s));
+  state.counters["maxrss_mb"] = maxrss_mb();
+}
+
+void BM_BlockNormsMatrixFree(benchmark::State& state) {
+  block_norms_benchmark(state, [](const Setup& s) {
+    return bh::mlp_block_norms(s.weights, bm::Activation::ReLU, s.x, s.y, bm::Loss::CrossEntropy);
+  });
+}
+BENCHMARK(BM_BlockNormsMatrixFree)->DenseRange(0, 2)->Unit(benchmark::kSecond)->Iterations(1);
+
+void BM_BlockNormsFromFullHessian(benchmark::State& state) {
+  block_norms_benchmark(state, [](const Setup& s) {
+    std::vector<bh::ParamInfo> infos;
+    for (const auto& w : s.weights) infos.push_back({"w", w.sizes().vec()});
+    const auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
+                                               bm::Loss::CrossEntropy);
+    return bh::block_norms(h, bh::make_partition("per_row", infos));
+  });
+}
+BENCHMARK(BM_BlockNormsFromFullHessian)->DenseRange(0, 1)->Unit(benchmark::kSecond)->Iterations(1);
 
 }  // namespace

@@ -58,6 +58,9 @@ std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes) {
     node.check(s.dtype == "float64" || s.dtype == "float32", "dtype", "expected float64 or float32");
     s.full_limit = node.get<int64_t>("full_limit", s.full_limit);
     s.save_limit = node.get<int64_t>("save_limit", s.save_limit);
+    s.method = node.get<std::string>("method", s.method);
+    node.check(s.method == "auto" || s.method == "full" || s.method == "matrix_free", "method",
+               "expected auto, full or matrix_free");
     specs.push_back(std::move(s));
   }
   return specs;

@@ -27,6 +27,7 @@ struct ProbeSpec {
   int64_t lanczos_steps = 30;
   std::string dtype = "float64";  // float64 | float32 (MLPs; other models use their own)
   int64_t full_limit = 10000;   // block_norms: exact from the full H up to this many params
+  std::string method = "auto";  // block_norms: auto | full | matrix_free (probes/block_norms.cpp)
   int64_t save_limit = 2048;    // full H written as .npy up to this many params
 
   bool due(int64_t step) const;

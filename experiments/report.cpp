@@ -177,6 +177,7 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
 }
 
 std::string cell_text(const nlohmann::json& value) {
+  if (value.is_null()) return "";
   if (value.is_number_float()) return fmt::format("{:.4g}", value.get<double>());
   return svg::escape(value.is_string() ? value.get<std::string>() : value.dump());
 }
@@ -190,10 +191,11 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
   std::string html = fmt::format("<h2>Theory: {}</h2><p>{}</p>", cell_text(theory["kind"]),
                                  cell_text(theory["claim"]));
   if (theory.contains("checks")) {
-    html += "<table><tr><th>quantity</th><th>measured</th><th>predicted</th></tr>";
+    html += "<table><tr><th>quantity</th><th>measured</th><th>95% CI +-</th><th>predicted</th></tr>";
     for (const auto& check : theory["checks"]) {
-      html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", cell_text(check["quantity"]),
-                          cell_text(check["measured"]), cell_text(check["predicted"]));
+      html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                          cell_text(check["quantity"]), cell_text(check["measured"]),
+                          cell_text(check.value("ci95", nlohmann::json())), cell_text(check["predicted"]));
     }
     html += "</table>";
   }

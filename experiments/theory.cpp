@@ -1,3 +1,4 @@
+#include <blockopt/experiments/statistics.h>
 #include <blockopt/experiments/theory.h>
 
 #include <fmt/format.h>
@@ -6,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 namespace blockopt::experiments {
@@ -43,37 +46,43 @@ double config_number(const ProbedRun& run, const char* section, const char* key)
   return value.as<double>();
 }
 
-// Least-squares slope of log y against log x, leaving out the smallest x when there are 3 or
-// more points (the laws are asymptotic in C; C = 2 is a degenerate case).
-double log_log_slope(const std::vector<double>& x, const std::vector<double>& y) {
-  const size_t first = x.size() >= 3 ? 1 : 0;
-  const double n = static_cast<double>(x.size() - first);
-  double mx = 0, my = 0;
-  for (size_t i = first; i < x.size(); ++i) {
-    mx += std::log(x[i]) / n;
-    my += std::log(y[i]) / n;
+// A number from a probe record; records written before it existed name the run to re-probe.
+double probe_number(const ProbedRun& run, const nlohmann::json& record, const char* key) {
+  if (!record.contains(key) || !record[key].is_number()) {
+    throw std::runtime_error(fmt::format("{}: its probe record has no {} (written by an older "
+                                         "blockopt); run it again", run.id, key));
   }
-  double sxy = 0, sxx = 0;
-  for (size_t i = first; i < x.size(); ++i) {
-    sxy += (std::log(x[i]) - mx) * (std::log(y[i]) - my);
-    sxx += std::pow(std::log(x[i]) - mx, 2);
-  }
-  return sxy / sxx;
+  return record[key].get<double>();
 }
 
-double mean(const std::vector<double>& v) {
-  double sum = 0;
-  for (double x : v) sum += x;
-  return sum / static_cast<double>(v.size());
+// The (s, t) entry of a probe record's (T, T) by-tensor-pair matrix `key`.
+double pair_number(const ProbedRun& run, const nlohmann::json& record, const char* key, size_t s,
+                   size_t t) {
+  if (!record.contains(key)) probe_number(run, record, key);  // throws, naming the run
+  return record[key].at(s).at(t).get<double>();
 }
 
-// Sample standard deviation (0 for a single value).
-double sample_sd(const std::vector<double>& v) {
-  if (v.size() < 2) return 0.0;
-  const double m = mean(v);
-  double sum_sq = 0;
-  for (double x : v) sum_sq += (x - m) * (x - m);
-  return std::sqrt(sum_sq / static_cast<double>(v.size() - 1));
+// Least-squares slope of log y against log x over every (x, y) point (seeds included), with its
+// 95% CI, leaving out the smallest x when there are 3 or more distinct x (the laws are
+// asymptotic in C; C = 2 is a degenerate case).
+LineFit log_log_fit(const std::vector<double>& x, const std::vector<double>& y) {
+  std::vector<double> distinct = x;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  const double smallest = distinct.size() >= 3 ? distinct.front() : -1.0;
+  std::vector<double> lx, ly;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == smallest) continue;
+    lx.push_back(std::log(x[i]));
+    ly.push_back(std::log(y[i]));
+  }
+  return fit_line(lx, ly);
+}
+
+// A check of a measured mean (or slope) with its 95% CI half-width against a prediction.
+nlohmann::json check(const std::string& quantity, double measured, double half_width,
+                     const nlohmann::json& predicted) {
+  return {{"quantity", quantity}, {"measured", measured}, {"ci95", half_width}, {"predicted", predicted}};
 }
 
 // A table row as (column, value) cells, so each value is written next to its column's name.
@@ -101,17 +110,26 @@ double classes_of(const ProbedRun& r) { return config_number(r, "data", "classes
 const nlohmann::json& first_probe(const ProbedRun& r) { return r.probes.front(); }
 
 nlohmann::json linear_ce_ratio(const std::vector<ProbedRun>& runs) {
-  nlohmann::json table = {{"claim", "linear model + CE, N >> d: mean r_ij -> 1/(C-1)"}};
-  std::map<double, std::vector<double>> by_classes;  // C -> mean r_ij per seed
-  for (const auto& run : runs) by_classes[classes_of(run)].push_back(first_probe(run)["ratio_mean"].get<double>());
+  nlohmann::json table = {{"claim", "linear model + CE, N >> d: mean r_ij -> 1/(C-1), and so does "
+                                    "sqrt(mean ||H_ij||^2 / mean ||H_ii||^2); mean +- 95% CI over seeds"}};
+  std::map<double, std::pair<std::vector<double>, std::vector<double>>> by_classes;  // C -> per seed
+  for (const auto& run : runs) {
+    auto& cell = by_classes[classes_of(run)];
+    cell.first.push_back(probe_number(run, first_probe(run), "ratio_mean"));
+    cell.second.push_back(std::sqrt(probe_number(run, first_probe(run), "norm_sq_ratio")));
+  }
   std::vector<double> cs, measured, predicted;
   for (const auto& [c, values] : by_classes) {
-    const double m = mean(values), p = 1.0 / (c - 1.0);
-    add_row(table, {{"C", c}, {"seeds", values.size()}, {"measured mean r_ij", m},
-                    {"predicted 1/(C-1)", p}, {"(C-1) r_ij", m / p}});
-    table["checks"].push_back({{"quantity", fmt::format("(C-1) r_ij at C = {}", c)}, {"measured", m / p}, {"predicted", 1.0}});
+    const auto pairs = mean_interval(values.first), norms = mean_interval(values.second);
+    const double p = 1.0 / (c - 1.0);
+    add_row(table, {{"C", c}, {"seeds", values.first.size()}, {"measured mean r_ij", pairs.mean},
+                    {"CI95 +-", pairs.half_width}, {"predicted 1/(C-1)", p}, {"(C-1) r_ij", pairs.mean / p},
+                    {"(C-1) sqrt(ratio of mean squares)", norms.mean / p},
+                    {"CI95 +- (ratio of mean squares)", norms.half_width / p}});
+    table["checks"].push_back(check(fmt::format("(C-1) r_ij at C = {}", c), pairs.mean / p,
+                                    pairs.half_width / p, 1.0));
     cs.push_back(c);
-    measured.push_back(m);
+    measured.push_back(pairs.mean);
     predicted.push_back(p);
   }
   table["plot"] = {{"title", "off/diag block ratio vs classes"}, {"xlabel", "classes C"},
@@ -130,34 +148,55 @@ double theorem1_limit(double gamma, double s) {
 
 nlohmann::json theorem1(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
-      {"claim", "Theorem 1, linear model + CE: C^2 mean r_ij^2 -> (g e^{2s} + 1)/(g e^s + 1), g = d/N, s = logit variance"}};
-  std::map<std::string, std::map<double, std::vector<double>>> values;  // init -> gamma -> C^2 r^2
-  std::map<std::string, double> classes;
+      {"claim", "Theorem 1, linear model + CE: C^2 mean ||H_ij||^2 / mean ||H_ii||^2 (the ratio of "
+                "mean squares) -> (g e^{2s} + 1)/(g e^s + 1) as d, N -> infinity with g = d/N, then "
+                "C -> infinity; s = logit variance (1 LeCun, 1/3 PyTorch default). The mean of "
+                "per-pair ratios C^2 mean r_ij^2 beside it; mean +- 95% CI over seeds"}};
+  struct Cell {
+    std::vector<double> norm_ratio, pair_ratio;  // per seed
+  };
+  std::map<std::tuple<std::string, double, double>, Cell> cells;  // (init, g, C)
   for (const auto& run : runs) {
     const double c = classes_of(run);
     const double gamma = config_number(run, "data", "dim") / config_number(run, "data", "samples");
-    const auto init = run.config["model"]["init"].as<std::string>();
-    values[init][gamma].push_back(c * c * first_probe(run)["ratio_sq_mean"].get<double>());
-    classes[init] = c;
+    auto& cell = cells[{run.config["model"]["init"].as<std::string>(), gamma, c}];
+    cell.norm_ratio.push_back(c * c * probe_number(run, first_probe(run), "norm_sq_ratio"));
+    cell.pair_ratio.push_back(c * c * probe_number(run, first_probe(run), "ratio_sq_mean"));
+  }
+  std::set<double> all_classes;
+  for (const auto& [key, cell] : cells) all_classes.insert(std::get<2>(key));
+  const bool against_classes = all_classes.size() > 1;  // else the plot's x is g
+  // Plot series: measured per (init, g) against C, or per init against g; limit lines alike.
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> measured, limits;
+  for (const auto& [key, cell] : cells) {
+    const auto& [init, gamma, c] = key;
+    const auto norms = mean_interval(cell.norm_ratio), pairs = mean_interval(cell.pair_ratio);
+    const double p = theorem1_limit(gamma, logit_variance(init));
+    add_row(table, {{"init", init}, {"g = d/N", gamma}, {"C", c}, {"seeds", cell.norm_ratio.size()},
+                    {"C^2 ratio of mean squares", norms.mean}, {"CI95 +-", norms.half_width},
+                    {"C^2 mean r^2", pairs.mean}, {"CI95 +- (mean r^2)", pairs.half_width},
+                    {"limit", p}, {"ratio of mean squares / limit", norms.mean / p}});
+    if (c == *all_classes.rbegin()) {
+      table["checks"].push_back(check(fmt::format("C^2 ratio of mean squares ({}, g = {:.3g}, C = {})",
+                                                  init, gamma, c),
+                                      norms.mean, norms.half_width, p));
+    }
+    const auto name = against_classes ? fmt::format("{} g = {:.3g}", init, gamma) : init;
+    const double x = against_classes ? c : gamma;
+    measured[name].first.push_back(x);
+    measured[name].second.push_back(norms.mean);
+    limits[name].first.push_back(x);
+    limits[name].second.push_back(p);
   }
   nlohmann::json plot_series = nlohmann::json::array();
-  for (const auto& [init, by_gamma] : values) {
-    std::vector<double> gammas, measured, predicted;
-    for (const auto& [gamma, v] : by_gamma) {
-      const double m = mean(v), p = theorem1_limit(gamma, logit_variance(init));
-      add_row(table, {{"init", init}, {"g = d/N", gamma}, {"C", classes[init]}, {"seeds", v.size()},
-                      {"measured C^2 r^2", m}, {"sd over seeds", sample_sd(v)}, {"predicted", p},
-                      {"measured / predicted", m / p}});
-      table["checks"].push_back({{"quantity", fmt::format("C^2 r^2 ({}, g = {:.3g})", init, gamma)},
-                                 {"measured", m}, {"predicted", p}});
-      gammas.push_back(gamma);
-      measured.push_back(m);
-      predicted.push_back(p);
-    }
-    plot_series.push_back(series(init + " measured", gammas, measured, false));
-    plot_series.push_back(series(init + " limit", gammas, predicted, true));
+  for (const auto& [name, points] : measured) {
+    plot_series.push_back(series(name + " measured", points.first, points.second, false));
+    plot_series.push_back(series(name + " limit", limits[name].first, limits[name].second, true));
   }
-  table["plot"] = {{"title", "Theorem 1: C^2 r^2 vs g = d/N"}, {"xlabel", "g = d/N"}, {"ylabel", "C^2 mean r_ij^2"},
+  table["plot"] = {{"title", against_classes ? "Theorem 1: C^2 ratio of mean squares vs C"
+                                             : "Theorem 1: C^2 ratio of mean squares vs g = d/N"},
+                   {"xlabel", against_classes ? "classes C" : "g = d/N"},
+                   {"ylabel", "C^2 mean ||H_ij||^2 / mean ||H_ii||^2"},
                    {"log_x", true}, {"log_y", false}, {"series", plot_series}};
   return table;
 }
@@ -173,44 +212,90 @@ std::vector<double> reference_line(const std::vector<double>& cs, const std::vec
 
 nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
-      {"claim", "Theorem 2, 1 hidden layer: mean r_ij^2 ~ C^slope; hidden rows slope -1, output rows "
-                "slope -2 (CE); output rows exactly 0 (MSE). Slopes fitted on all but the smallest C."}};
-  // loss -> C -> (hidden, output) values over seeds
-  std::map<std::string, std::map<double, std::pair<std::vector<double>, std::vector<double>>>> values;
+      {"claim", "Theorem 2, 1 hidden layer: mean ||H_ij||^2 / mean ||H_ii||^2 ~ C^slope; hidden rows "
+                "slope -1, output rows slope -2 (CE); output rows exactly 0 (MSE). Slopes fitted on "
+                "every seed's point but those at the smallest C, with 95% CIs; the mean of per-pair "
+                "ratios r^2 beside them"}};
+  // One (C, hidden, output) point per run and quantity.
+  struct Points {
+    std::vector<double> c, hidden, output, hidden_pairs, output_pairs;
+  };
+  std::map<std::string, Points> by_loss;
   for (const auto& run : runs) {
-    const auto& pairs = first_probe(run)["ratio_sq_by_tensor_pair"];
-    const size_t last = pairs.size() - 1;
-    auto& cell = values[run.config["train"]["loss"].as<std::string>()][classes_of(run)];
-    cell.first.push_back(pairs[0][0].get<double>());
-    cell.second.push_back(pairs[last][last].get<double>());
+    const auto& record = first_probe(run);
+    if (!record.contains("ratio_sq_by_tensor_pair")) probe_number(run, record, "ratio_sq_by_tensor_pair");
+    const size_t last = record["ratio_sq_by_tensor_pair"].size() - 1;
+    auto& p = by_loss[run.config["train"]["loss"].as<std::string>()];
+    p.c.push_back(classes_of(run));
+    p.hidden.push_back(pair_number(run, record, "norm_sq_ratio_by_tensor_pair", 0, 0));
+    p.output.push_back(pair_number(run, record, "norm_sq_ratio_by_tensor_pair", last, last));
+    p.hidden_pairs.push_back(pair_number(run, record, "ratio_sq_by_tensor_pair", 0, 0));
+    p.output_pairs.push_back(pair_number(run, record, "ratio_sq_by_tensor_pair", last, last));
   }
   nlohmann::json plot_series = nlohmann::json::array();
-  for (const auto& [loss, by_c] : values) {
+  for (const auto& [loss, p] : by_loss) {
+    // Means over seeds at each C, for the table and the plot.
+    std::map<double, std::vector<size_t>> runs_at;
+    for (size_t i = 0; i < p.c.size(); ++i) runs_at[p.c[i]].push_back(i);
     std::vector<double> cs, hidden, output;
-    for (const auto& [c, v] : by_c) {
+    for (const auto& [c, indices] : runs_at) {
+      auto at = [&](const std::vector<double>& values) {
+        std::vector<double> picked;
+        for (size_t i : indices) picked.push_back(values[i]);
+        return mean_interval(picked);
+      };
+      const auto h = at(p.hidden), o = at(p.output);
       cs.push_back(c);
-      hidden.push_back(mean(v.first));
-      output.push_back(mean(v.second));
-      add_row(table, {{"loss", loss}, {"C", c}, {"seeds", v.first.size()},
-                      {"hidden rows mean r^2", hidden.back()}, {"output rows mean r^2", output.back()}});
+      hidden.push_back(h.mean);
+      output.push_back(o.mean);
+      add_row(table, {{"loss", loss}, {"C", c}, {"seeds", indices.size()},
+                      {"hidden rows ratio of mean squares", h.mean}, {"CI95 +- (hidden)", h.half_width},
+                      {"output rows ratio of mean squares", o.mean}, {"CI95 +- (output)", o.half_width},
+                      {"hidden rows mean r^2", at(p.hidden_pairs).mean},
+                      {"output rows mean r^2", at(p.output_pairs).mean}});
     }
-    table["checks"].push_back({{"quantity", loss + ": hidden rows slope in C"},
-                               {"measured", log_log_slope(cs, hidden)}, {"predicted", -1.0}});
+    const auto hidden_fit = log_log_fit(p.c, p.hidden);
+    table["checks"].push_back(check(loss + ": hidden rows slope in C", hidden_fit.slope,
+                                    hidden_fit.half_width, -1.0));
+    const auto hidden_pairs_fit = log_log_fit(p.c, p.hidden_pairs);
+    table["checks"].push_back(check(loss + ": hidden rows slope in C (mean r^2)",
+                                    hidden_pairs_fit.slope, hidden_pairs_fit.half_width, -1.0));
     if (loss == "mse") {
-      table["checks"].push_back({{"quantity", "mse: largest output rows mean r^2"},
-                                 {"measured", *std::max_element(output.begin(), output.end())}, {"predicted", 0.0}});
+      table["checks"].push_back(check("mse: largest output rows ratio of mean squares",
+                                      *std::max_element(p.output.begin(), p.output.end()), 0.0, 0.0));
     } else {
-      table["checks"].push_back({{"quantity", loss + ": output rows slope in C"},
-                                 {"measured", log_log_slope(cs, output)}, {"predicted", -2.0}});
+      const auto output_fit = log_log_fit(p.c, p.output);
+      table["checks"].push_back(check(loss + ": output rows slope in C", output_fit.slope,
+                                      output_fit.half_width, -2.0));
+      const auto output_pairs_fit = log_log_fit(p.c, p.output_pairs);
+      table["checks"].push_back(check(loss + ": output rows slope in C (mean r^2)",
+                                      output_pairs_fit.slope, output_pairs_fit.half_width, -2.0));
       plot_series.push_back(series(loss + " output rows", cs, output, false));
       plot_series.push_back(series("C^-2", cs, reference_line(cs, output, -2.0), true));
     }
     plot_series.push_back(series(loss + " hidden rows", cs, hidden, false));
     plot_series.push_back(series("C^-1", cs, reference_line(cs, hidden, -1.0), true));
   }
-  table["plot"] = {{"title", "1 hidden layer: mean r^2 vs classes"}, {"xlabel", "classes C"},
-                   {"ylabel", "mean r_ij^2"}, {"log_x", true}, {"log_y", true}, {"series", plot_series}};
+  table["plot"] = {{"title", "1 hidden layer: ratio of mean squares vs classes"}, {"xlabel", "classes C"},
+                   {"ylabel", "mean ||H_ij||^2 / mean ||H_ii||^2"}, {"log_x", true}, {"log_y", true},
+                   {"series", plot_series}};
   return table;
+}
+
+// The mean over pairs of different tensors (layers) s != t of a record's (T, T) matrix `key`.
+double cross_layer_mean(const ProbedRun& run, const nlohmann::json& record, const char* key) {
+  if (!record.contains(key)) probe_number(run, record, key);  // throws, naming the run
+  const auto& pairs = record[key];
+  double sum = 0;
+  int count = 0;
+  for (size_t s = 0; s < pairs.size(); ++s) {
+    for (size_t t = 0; t < pairs.size(); ++t) {
+      if (s == t) continue;
+      sum += pairs[s][t].get<double>();
+      ++count;
+    }
+  }
+  return count > 0 ? sum / count : std::nan("");
 }
 
 nlohmann::json training_dynamics(const std::vector<ProbedRun>& runs) {
@@ -220,26 +305,17 @@ nlohmann::json training_dynamics(const std::vector<ProbedRun>& runs) {
   for (const auto& run : runs) {
     std::vector<double> steps, cross;
     for (const auto& record : run.probes) {
-      // Mean r^2 over the pairs of different tensors (layers).
-      const auto& pairs = record["ratio_sq_by_tensor_pair"];
-      double sum = 0;
-      int count = 0;
-      for (size_t s = 0; s < pairs.size(); ++s) {
-        for (size_t t = 0; t < pairs.size(); ++t) {
-          if (s == t) continue;
-          sum += pairs[s][t].get<double>();
-          ++count;
-        }
-      }
       steps.push_back(record["step"].get<double>());
-      cross.push_back(count > 0 ? sum / count : std::nan(""));
+      cross.push_back(cross_layer_mean(run, record, "ratio_sq_by_tensor_pair"));
       add_row(table, {{"run", run.id}, {"step", record["step"]},
                       {"probe loss", record.value("loss", std::nan(""))},
-                      {"mean r^2", record["ratio_sq_mean"]}, {"cross-layer mean r^2", cross.back()}});
+                      {"mean r^2", record["ratio_sq_mean"]}, {"cross-layer mean r^2", cross.back()},
+                      {"cross-layer ratio of mean squares",
+                       cross_layer_mean(run, record, "norm_sq_ratio_by_tensor_pair")}});
     }
     if (steps.size() > 1) {
-      table["checks"].push_back({{"quantity", run.id + ": cross-layer r^2, last probe / first probe"},
-                                 {"measured", cross.back() / cross.front()}, {"predicted", "< 1"}});
+      table["checks"].push_back(check(run.id + ": cross-layer r^2, last probe / first probe",
+                                      cross.back() / cross.front(), std::nan(""), "< 1"));
     }
     plot_series.push_back(series(run.id + " cross-layer", steps, cross, true));
   }

@@ -5,11 +5,15 @@
 // (ratio_* in hessian/probes.jsonl) and writes theory.json plus a table and a plot.
 //
 // r_ij = ||H_ij||_F / ||H_ii||_F for blocks i != j (one block per output row unless stated).
-//   linear_ce_ratio    linear + CE, N >> d: mean r_ij -> 1/(C-1)                  x = C
-//   theorem1           linear + CE (Theorem 1): C^2 mean r_ij^2 -> (g e^{2s} + 1) / (g e^s + 1),
-//                      g = d/N, s = logit variance (1 LeCun init, 1/3 PyTorch default) x = g
-//   class_slopes       1 hidden layer (Theorem 2): mean r_ij^2 ~ C^slope with slope -1 for
-//                      hidden rows, -2 for output rows (CE); output rows exactly 0 (MSE)  x = C
+// The theorems are about the ratio of mean squares R = mean_{i != j} ||H_ij||^2 / mean_i
+// ||H_ii||^2 (seed paper, eq. 20); the tables give it beside the mean of per-pair ratios r_ij^2,
+// each as mean +- 95% CI over seeds (Student t), and fitted slopes with their 95% CI.
+//   linear_ce_ratio    linear + CE, N >> d: mean r_ij -> 1/(C-1), sqrt(R) too       x = C
+//   theorem1           linear + CE (Theorem 1): C^2 R -> (g e^{2s} + 1) / (g e^s + 1),
+//                      g = d/N, s = logit variance (1 LeCun init, 1/3 PyTorch default)
+//                                                           x = C (several C), else g
+//   class_slopes       1 hidden layer (Theorem 2): R ~ C^slope with slope -1 for hidden
+//                      rows, -2 for output rows (CE); output rows exactly 0 (MSE)  x = C
 //   training_dynamics  dynamic force: cross-layer blocks H_wv ~ optimality gap shrink as
 //                      training proceeds                                             x = step
 #include <blockopt/experiments/run_dir.h>
@@ -23,8 +27,8 @@ namespace blockopt::experiments {
 const std::vector<std::string>& theory_kinds();
 
 // Theory of the finished runs in `run_dirs` (all with the same kind), or null when their
-// configs name none. Shape: {kind, claim, columns, rows, checks: [{quantity, measured,
-// predicted}], plot: {title, xlabel, ylabel, log_x, log_y, series: [{name, x, y, line}]}}.
+// configs name none. Shape: {kind, claim, columns, rows, checks: [{quantity, measured, ci95,
+// predicted}] (ci95: the 95% CI half-width, null where there is none), plot: {title, xlabel, ylabel, log_x, log_y, series: [{name, x, y, line}]}}.
 // Runs without a completed probe record are listed in "missing", never silently dropped.
 nlohmann::json evaluate_theory(const std::vector<fs::path>& run_dirs);
 

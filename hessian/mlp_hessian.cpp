@@ -1,5 +1,6 @@
 #include <blockopt/hessian/mlp_hessian.h>
 #include <blockopt/hessian/detail/cpu_cache.h>
+#include <blockopt/hessian/detail/mlp_parts.h>
 #include <blockopt/hessian/detail/parallel.h>
 
 #ifdef __linux__
@@ -17,14 +18,7 @@ namespace blockopt::hessian {
 
 namespace {
 
-torch::Tensor activation(const torch::Tensor& z, models::Activation act) {
-  switch (act) {
-    case models::Activation::ReLU: return torch::relu(z);
-    case models::Activation::Tanh: return torch::tanh(z);
-    case models::Activation::GELU: return torch::gelu(z);
-  }
-  throw std::invalid_argument("unknown activation");
-}
+using detail::activation;
 
 // The layers of a parameter list in models::MLP order: W_l and b_l (undefined without bias).
 struct Layers {
@@ -52,19 +46,6 @@ Layers split_layers(const std::vector<torch::Tensor>& params, bool bias) {
 
 torch::Tensor linear(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
   return b.defined() ? torch::addmm(b, h, w.t()) : torch::matmul(h, w.t());
-}
-
-// sigma'(z) and sigma''(z) by autograd, so every activation models::MLP has is covered.
-std::pair<torch::Tensor, torch::Tensor> derivatives(const torch::Tensor& z_in,
-                                                    models::Activation act) {
-  torch::AutoGradMode enable(true);
-  auto z = z_in.detach().requires_grad_(true);
-  auto first = torch::autograd::grad({activation(z, act).sum()}, {z}, {}, true, true)[0];
-  torch::Tensor second;
-  if (first.requires_grad()) {
-    second = torch::autograd::grad({first.sum()}, {z}, {}, false, false, true)[0];
-  }
-  return {first.detach(), second.defined() ? second.detach() : torch::zeros_like(z_in)};
 }
 
 // Fills out[(a,b),(a',b')] = sum_n u[n,b] (M[n,a,a'] v[n,b'] + delta[n,a'] F[n,b',a]), the
@@ -170,7 +151,6 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
   const size_t depth = w.size();  // L; layer l of the maths is index l - 1 here
   const auto x = x_in.to(w.front().dtype()).reshape({x_in.size(0), -1});  // (N, d)
   const int64_t n = x.size(0);
-  const auto dn = static_cast<double>(n);
   TORCH_CHECK(x.size(1) == w.front().size(1), "closed-form Hessian: inputs have ", x.size(1),
               " features, W_1 expects ", w.front().size(1));
 
@@ -183,24 +163,14 @@ torch::Tensor mlp_hessian_closed_form(const std::vector<torch::Tensor>& params,
       logits = z;  // (N, C)
       break;
     }
-    auto [first, second] = derivatives(z, act);
+    auto [first, second] = detail::activation_derivatives(z, act);
     s1.push_back(first);
     s2.push_back(second);
     h.push_back(activation(z, act));
   }
-  const int64_t classes = logits.size(1);
-  const auto one_hot = torch::one_hot(y, classes).to(logits.dtype());
   // Loss curvature d^2 loss / df^2 = diag(curv) - q q^T (q only for CE); r = d loss / df.
-  torch::Tensor curv, q, r;  // (N, C) each
-  if (loss == models::Loss::CrossEntropy) {
-    const auto p = torch::softmax(logits, 1);
-    curv = p / dn;
-    q = p / std::sqrt(dn);
-    r = (p - one_hot) / dn;
-  } else {
-    curv = torch::full_like(logits, 2.0 / (dn * classes));
-    r = 2.0 * (logits - one_hot) / (dn * classes);
-  }
+  const auto logit_curvature = detail::logit_curvature(logits, y, loss);
+  const auto &curv = logit_curvature.curv, &q = logit_curvature.q, &r = logit_curvature.r;  // (N, C)
 
   // Backward: delta[l] = d loss / dz_l (N, m_l); hz[l] = d^2 loss / dz_l^2 (N, m_l, m_l) for
   // the hidden layers (the last layer's is diag(curv) - q q^T, never formed).

@@ -76,6 +76,23 @@ RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& pa
   }
   s.by_tensor_pair = mean_by_tensor_pair(s.ratio, off, partition);
   s.squared_by_tensor_pair = mean_by_tensor_pair(s.ratio.square(), off, partition);
+
+  const auto squared = norms64.square();
+  const auto all_off = torch::eye(nb, off.options()).logical_not();
+  const auto diagonal_squared = squared.diagonal();
+  if (nb > 1 && diagonal_squared.sum().item<double>() > 0) {
+    s.squared_norm_ratio = squared.masked_select(all_off).mean().item<double>() /
+                           diagonal_squared.mean().item<double>();
+  }
+  // Mean ||H_ii||^2 of each tensor s: the diagonal as the (s, s) pairs of a one-block "matrix".
+  const auto diagonal_by_tensor =
+      mean_by_tensor_pair(torch::diag(diagonal_squared), torch::eye(nb, off.options()), partition)
+          .diagonal();
+  const auto by_pair = mean_by_tensor_pair(squared, all_off, partition);
+  s.squared_norm_ratio_by_tensor_pair =
+      torch::where(diagonal_by_tensor.unsqueeze(1) > 0,
+                   by_pair / diagonal_by_tensor.unsqueeze(1).clamp_min(1e-300),
+                   torch::zeros_like(by_pair));
   return s;
 }
 

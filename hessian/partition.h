@@ -33,6 +33,12 @@ struct RatioSummary {
   // The seed paper's quantity: r_ij^2 = ||H_ij||_F^2 / ||H_ii||_F^2, averaged the same ways.
   double squared_mean = 0.0;
   torch::Tensor squared_by_tensor_pair;  // (T, T)
+  // The theorems' quantity (seed paper, eq. 20), a ratio of means, not a mean of ratios:
+  // mean over i != j of ||H_ij||_F^2 / mean over i of ||H_ii||_F^2, over every block (rows with
+  // ||H_ii|| = 0 included), and by tensor pair (i in tensor s, j in tensor t, divided by the
+  // mean ||H_ii||^2 of tensor s; 0 where tensor s has only zero diagonal blocks).
+  double squared_norm_ratio = 0.0;
+  torch::Tensor squared_norm_ratio_by_tensor_pair;  // (T, T)
 };
 RatioSummary off_diagonal_ratios(const torch::Tensor& norms, const Partition& partition);
 

@@ -56,12 +56,6 @@ struct Partition {
                                 std::vector<BlockLayout> layouts);
   // Arbitrary non-overlapping ranges (validated); no per-tensor layouts.
   static Partition custom(std::vector<Block> blocks, int64_t total);
-  static Partition per_tensor(const std::vector<ParamInfo>& params);
-  // One block per output neuron (row of a matrix; a vector is one block).
-  static Partition per_row(const std::vector<ParamInfo>& params);
-  // Query/key matrices (keywords::query_key) split into head_dim rows per block; every other
-  // tensor is one block.
-  static Partition per_head(const std::vector<ParamInfo>& params, int64_t head_dim);
 };
 
 // Maps a tensor to its layout; throws std::invalid_argument for an impossible layout.

@@ -1,7 +1,10 @@
-// Replays the four Hessian oracle cases (each through autograd and the closed form) and checks
-// the closed form against autograd at every depth.
+// Replays the four Hessian oracle cases (each through autograd and the closed form), checks
+// the closed form against autograd at every depth and the matrix-free block norms against the
+// autograd Hessian's.
 #include <blockopt/experiments/verify.h>
+#include <blockopt/hessian/mlp_block_norms.h>
 #include <blockopt/hessian/mlp_hessian.h>
+#include <blockopt/hessian/partition.h>
 #include <blockopt/hessian/operator.h>
 
 #include "common.h"
@@ -123,4 +126,81 @@ TEST(HessianOperatorTest, HvpMatchesFullHessianAndLeavesStateAlone) {
   EXPECT_TRUE(torch::allclose(sub, h.slice(0, op.offsets()[1]).slice(1, op.offsets()[1])));
   EXPECT_TRUE(torch::equal(net.weights[0].detach(), before));
   for (auto& w : net.weights) EXPECT_TRUE(torch::equal(w.grad(), torch::full_like(w, 7.0)));
+}
+
+namespace {
+
+// ||H_ij||_F for the per-row partition, from the autograd Hessian.
+torch::Tensor autograd_row_block_norms(const Net& net, bm::Activation act, bm::Loss loss) {
+  std::vector<bh::ParamInfo> infos;
+  for (size_t i = 0; i < net.weights.size(); ++i) {
+    infos.push_back({"w" + std::to_string(i), net.weights[i].sizes().vec()});
+  }
+  return bh::block_norms(autograd_hessian(net, act, loss), bh::make_partition("per_row", infos));
+}
+
+double relative_error(const torch::Tensor& got, const torch::Tensor& expected) {
+  return (got - expected).abs().max().item<double>() / expected.abs().max().item<double>();
+}
+
+}  // namespace
+
+// The linear model and one hidden layer, each activation and loss, on one and two threads:
+// the Gram contractions give the block norms of the autograd Hessian in float64.
+TEST(HessianMatrixFree, BlockNormsMatchTheAutogradHessiansForEveryActivationAndLoss) {
+  const std::vector<std::vector<int64_t>> shapes = {{7, 6}, {7, 5, 6}, {6, 9, 4}};
+  const int threads = at::get_num_threads();
+  for (auto act : {bm::Activation::ReLU, bm::Activation::Tanh, bm::Activation::GELU}) {
+    for (auto loss : {bm::Loss::CrossEntropy, bm::Loss::MSE}) {
+      for (const auto& widths : shapes) {
+        const auto net = random_net(widths, 40, 11);
+        const auto expected = autograd_row_block_norms(net, act, loss);
+        for (int t : {1, 2}) {
+          at::set_num_threads(t);
+          const auto got = bh::mlp_block_norms(net.weights, act, net.x, net.y, loss);
+          ASSERT_EQ(got.sizes(), expected.sizes());
+          EXPECT_LT(relative_error(got, expected), 1e-10)
+              << "layers " << widths.size() - 1 << " act " << static_cast<int>(act) << " loss "
+              << static_cast<int>(loss) << " threads " << t;
+        }
+      }
+    }
+  }
+  at::set_num_threads(threads);
+}
+
+// More classes than samples and a wide hidden layer: every pair of rows of both matrices (the
+// off-diagonal blocks are what the seed paper's theorems are about) in float64 and float32.
+TEST(HessianMatrixFree, ManyClassesInFloat64AndFloat32) {
+  const auto net = random_net({12, 16, 40}, 30, 4);
+  const auto expected = autograd_row_block_norms(net, bm::Activation::GELU, bm::Loss::CrossEntropy);
+  const auto got = bh::mlp_block_norms(net.weights, bm::Activation::GELU, net.x, net.y,
+                                       bm::Loss::CrossEntropy);
+  EXPECT_LT(relative_error(got, expected), 1e-10);
+  std::vector<torch::Tensor> single;
+  for (const auto& w : net.weights) single.push_back(w.to(torch::kFloat));
+  const auto got32 = bh::mlp_block_norms(single, bm::Activation::GELU, net.x, net.y,
+                                         bm::Loss::CrossEntropy);
+  EXPECT_EQ(got32.scalar_type(), torch::kFloat);
+  // float32 rounding (2^-24 = 6e-8 per operation) over sums of N = 30 terms, relative to the
+  // largest block norm.
+  EXPECT_LT(relative_error(got32.to(torch::kDouble), expected), 1e-5);
+}
+
+TEST(HessianMatrixFree, RejectsWhatItCannotContract) {
+  auto net = random_net({5, 4, 3, 2}, 8, 1);
+  auto error = blockopt::test::error_of([&] {
+    bh::mlp_block_norms(net.weights, bm::Activation::ReLU, net.x, net.y, bm::Loss::CrossEntropy);
+  });
+  EXPECT_NE(error.find("3 weight matrices"), std::string::npos) << error;
+  net = random_net({5, 3}, 8, 1);
+  error = blockopt::test::error_of([&] {
+    bh::mlp_block_norms(net.weights, bm::Activation::ReLU, net.x, net.y + 3, bm::Loss::MSE);
+  });
+  EXPECT_NE(error.find("a target lies outside [0, 3)"), std::string::npos) << error;
+  error = blockopt::test::error_of([&] {
+    bh::mlp_block_norms(net.weights, bm::Activation::ReLU, net.x.narrow(1, 0, 4), net.y,
+                        bm::Loss::MSE);
+  });
+  EXPECT_NE(error.find("inputs have 4 features, weight 0 expects 5"), std::string::npos) << error;
 }

@@ -124,3 +124,56 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
             std::string::npos)
       << message;
 }
+
+namespace {
+
+// The probe records of a 1-step run of `config` with `probes` (YAML) instead of kConfig's.
+std::vector<nlohmann::json> probe_records(const std::string& probes, const std::string& name) {
+  auto yaml = YAML::Load(kConfig);
+  yaml["train"]["steps"] = 1;
+  yaml["probes"] = YAML::Load(probes);
+  const auto dir = std::filesystem::temp_directory_path() / ("blockopt_probe_" + name);
+  std::filesystem::remove_all(dir);
+  auto e = ex::build_experiment(yaml, "test");
+  ex::Trainer trainer(e.model, e.data, e.optimizer, e.schedule, e.trainer);
+  trainer.add_callback(std::make_shared<ex::HessianProbe>(e.probes, dir, e.seed));
+  trainer.run();
+  return read_jsonl(dir / "probes.jsonl");
+}
+
+}  // namespace
+
+// The three block-norm methods give the same ratios; `auto` takes the full H where it is
+// cheaper (N B^2 >= P^2 here: P = 60, B = 9) and the matrix-free contractions above full_limit.
+TEST(HessianProbe, BlockNormMethodsAgreeAndAutoPicksByCost) {
+  const auto records = probe_records(R"([
+      {type: block_norms, steps: [0], partition: per_row, method: full},
+      {type: block_norms, steps: [0], partition: per_row, method: matrix_free},
+      {type: block_norms, steps: [0], partition: per_row},
+      {type: block_norms, steps: [0], partition: per_row, full_limit: 10}])",
+                                     "methods");
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].at("method"), "closed_form");
+  EXPECT_EQ(records[1].at("method"), "matrix_free");
+  EXPECT_EQ(records[2].at("method"), "closed_form");
+  EXPECT_EQ(records[3].at("method"), "matrix_free");
+  for (const char* key : {"ratio_mean", "ratio_max", "ratio_sq_mean"}) {
+    const double full = records[0].at(key).get<double>();
+    EXPECT_NEAR(records[1].at(key).get<double>(), full, 1e-12 * full) << key;
+  }
+}
+
+TEST(HessianProbe, MatrixFreeNamesWhyItDoesNotApply) {
+  const auto error = blockopt::test::error_of([] {
+    probe_records("[{type: block_norms, steps: [0], partition: per_tensor, method: matrix_free}]",
+                  "matrix_free_error");
+  });
+  EXPECT_NE(error.find("block_norms probe, method matrix_free: partition per_tensor (needs per_row)"),
+            std::string::npos)
+      << error;
+  auto yaml = YAML::Load(kConfig);
+  yaml["probes"][1]["method"] = "closed";
+  const auto config_error = blockopt::test::error_of([&] { ex::build_experiment(yaml, "cfg.yaml"); });
+  EXPECT_NE(config_error.find("probes[1].method"), std::string::npos) << config_error;
+  EXPECT_NE(config_error.find("expected auto, full or matrix_free"), std::string::npos) << config_error;
+}

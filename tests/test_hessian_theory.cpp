@@ -154,6 +154,23 @@ TEST(HessianPartition, BlocksWithZeroDiagonalAreLeftOutOfTheRatios) {
   EXPECT_DOUBLE_EQ(s.mean, (0.5 + 0.25 + 0.25 + 0.0) / 4);
   EXPECT_DOUBLE_EQ(s.squared_mean, (0.25 + 0.0625 + 0.0625) / 4);
   EXPECT_DOUBLE_EQ(s.by_tensor_pair[0][0].item<double>(), s.mean);
+  // The theorems' ratio of means counts every block: off-diagonal squares 1 + 0.25 + 0 + 0 +
+  // 1 + 0 over 6 pairs, diagonal squares 4 + 0 + 16 over 3 blocks.
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio, (2.25 / 6) / (20.0 / 3));
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio_by_tensor_pair[0][0].item<double>(), s.squared_norm_ratio);
+}
+
+// By tensor pair, the ratio of means divides by the row tensor's mean diagonal square.
+TEST(HessianPartition, SquaredNormRatioByTensorPair) {
+  auto part = bh::Partition::custom({{0, 1, 0, ""}, {1, 2, 0, ""}, {2, 3, 1, ""}}, 3);
+  auto norms = torch::tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}, {7.0, 8.0, 9.0}}, torch::kDouble);
+  auto s = bh::off_diagonal_ratios(norms, part);
+  const double diag0 = (1.0 + 25.0) / 2, diag1 = 81.0;
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio_by_tensor_pair[0][0].item<double>(), (4.0 + 16.0) / 2 / diag0);
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio_by_tensor_pair[0][1].item<double>(), (9.0 + 36.0) / 2 / diag0);
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio_by_tensor_pair[1][0].item<double>(), (49.0 + 64.0) / 2 / diag1);
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio_by_tensor_pair[1][1].item<double>(), 0.0);  // no pair i != j
+  EXPECT_DOUBLE_EQ(s.squared_norm_ratio, (4.0 + 9.0 + 16.0 + 36.0 + 49.0 + 64.0) / 6 / ((1.0 + 25.0 + 81.0) / 3));
 }
 
 // Theory 1: linear + CE: mean r_ij -> 1/(C-1) as the softmax output becomes uniform.

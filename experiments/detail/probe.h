@@ -29,6 +29,7 @@ struct ProbeTarget {
   bool bias = false;
   models::Activation activation = models::Activation::ReLU;
   torch::Tensor x, y;  // this rank's rows of the evaluation set
+  torch::Tensor all_x, all_y;  // the whole evaluation set, for what is no sum over its rows
   double share = 1.0;   // their fraction of the evaluation set
   hessian::SumOverRanks sum_over_ranks;  // empty: one process
   models::Loss loss_kind = models::Loss::CrossEntropy;
@@ -61,6 +62,12 @@ class ProbeContext {
   // Hutchinson estimates of the block norms ||H_ij||_F with their standard errors, written as
   // block_outputs; sets "method".
   void estimated_block_norms();
+  // Why hessian::mlp_block_norms cannot give this probe's block norms, or "" when it can (a
+  // bias-free MLP with at most one hidden layer, the per_row partition).
+  std::string matrix_free_unavailable() const;
+  // The exact (B, B) block norms by hessian::mlp_block_norms, on the whole evaluation set on
+  // every rank (its Gram contractions are no sum over rows); sets "method".
+  torch::Tensor matrix_free_block_norms();
 
   // Outputs, each listed in `files`; nothing is written when the probe directory is empty (the
   // ranks other than 0 of a job compute, rank 0 writes):

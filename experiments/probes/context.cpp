@@ -3,6 +3,7 @@
 #include <blockopt/experiments/detail/png.h>
 #include <blockopt/experiments/detail/probe.h>
 #include <blockopt/hessian/estimators.h>
+#include <blockopt/hessian/mlp_block_norms.h>
 #include <blockopt/models/mlp.h>
 
 #include <fmt/format.h>
@@ -18,8 +19,8 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
     xs.push_back(batch.inputs);
     ys.push_back(batch.targets);
   }
-  t.x = torch::cat(xs);
-  t.y = torch::cat(ys);
+  t.x = t.all_x = torch::cat(xs);
+  t.y = t.all_y = torch::cat(ys);
   if (auto* parallel = trainer.data_parallel()) {
     // Rows [r N / W, (r + 1) N / W): every rank gets some, no two the same.
     const int64_t n = t.x.size(0), w = parallel->world_size(), r = parallel->rank();
@@ -104,6 +105,26 @@ torch::Tensor ProbeContext::full_hessian() {
   return bh::full_hessian(op);
 }
 
+std::string ProbeContext::matrix_free_unavailable() const {
+  if (!target.closed_form) return "the model is not an MLP";
+  if (target.bias) return "the MLP has biases";
+  if (target.params.size() > 2) {
+    return fmt::format("the MLP has {} hidden layers (at most 1)", target.params.size() - 1);
+  }
+  if (spec.partition != "per_row") return "partition " + spec.partition + " (needs per_row)";
+  return "";
+}
+
+torch::Tensor ProbeContext::matrix_free_block_norms() {
+  const auto why_not = matrix_free_unavailable();
+  if (!why_not.empty()) {
+    throw std::invalid_argument("block_norms probe, method matrix_free: " + why_not);
+  }
+  record["method"] = "matrix_free";
+  return bh::mlp_block_norms(target.params, target.activation, target.all_x, target.all_y,
+                             target.loss_kind);
+}
+
 void ProbeContext::estimated_block_norms() {
   auto estimate = bh::hutchinson_block_norms(bh::as_matvec(op), partition, spec.samples,
                                              generator, target.options);
@@ -137,6 +158,8 @@ void ProbeContext::block_outputs(const torch::Tensor& norms) {
   record["ratio_by_tensor_pair"] = to_json(s.by_tensor_pair);
   record["ratio_sq_mean"] = s.squared_mean;
   record["ratio_sq_by_tensor_pair"] = to_json(s.squared_by_tensor_pair);
+  record["norm_sq_ratio"] = s.squared_norm_ratio;
+  record["norm_sq_ratio_by_tensor_pair"] = to_json(s.squared_norm_ratio_by_tensor_pair);
   record["blocks_without_ratio"] = s.rows_without_ratio;
 }
 
