@@ -139,6 +139,28 @@ std::string spectrum_plots(const std::vector<nlohmann::json>& probes) {
                         blocks);
 }
 
+// The summary scalars `keys` of one probe type against the step, one plot per key and one series
+// per run: how the runs (optimizers) of a sweep compare.
+std::string probe_comparison_plots(const fs::path& dir, const nlohmann::json& index,
+                                   const std::string& type, const std::vector<std::string>& keys) {
+  std::string html;
+  for (const auto& key : keys) {
+    std::vector<svg::Series> series;
+    for (const auto& run : index["runs"]) {
+      const auto id = run["id"].get<std::string>();
+      svg::Series s{id, {}, {}, {}, {}, true};
+      for (const auto& r : read_jsonl(dir / "runs" / id / "hessian" / "probes.jsonl")) {
+        if (r.value("type", "") != type || !r.contains(key) || !r[key].is_number()) continue;
+        s.x.push_back(r["step"].get<double>());
+        s.y.push_back(r[key].get<double>());
+      }
+      if (!s.x.empty()) series.push_back(s);
+    }
+    if (!series.empty()) html += svg::line_plot({type + ": " + key, "step", key, false, false}, series);
+  }
+  return html.empty() ? "" : "<h2>" + type + " across runs</h2>" + html;
+}
+
 // PNG frames of hessian/ grouped by name without the step, each group shown with a slider
 // over the probe steps.
 std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
@@ -342,6 +364,8 @@ std::string sweep_page(const fs::path& dir) {
                         status == "completed" ? "" : "diverged", status, cell_text(run["message"]));
   }
   body += "</table>";
+  // The neurons' curvature spread under each optimizer (probes/row_heterogeneity.cpp).
+  body += probe_comparison_plots(dir, index, "row_heterogeneity", {"top_cv_mean", "trace_cv_mean", "js_mean"});
   for (const auto& run : index["runs"]) {
     const auto section = hessian_section(dir / "runs" / run["id"].get<std::string>(), run["id"].get<std::string>());
     if (!section.empty()) body += "<h2>" + run["id"].get<std::string>() + "</h2>" + section;

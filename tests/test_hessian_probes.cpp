@@ -2,6 +2,7 @@
 #include <blockopt/experiments/detail/npy.h>
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run.h>
+#include <blockopt/hessian/mlp_hessian.h>
 
 #include "common.h"
 
@@ -120,7 +121,7 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
   unknown["probes"][0]["type"] = "banana";
   const auto message =
       blockopt::test::error_of([&] { ex::build_experiment(unknown, "cfg.yaml"); });
-  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson or slq"),
+  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson, slq or row_heterogeneity"),
             std::string::npos)
       << message;
 }
@@ -176,4 +177,72 @@ TEST(HessianProbe, MatrixFreeNamesWhyItDoesNotApply) {
   const auto config_error = blockopt::test::error_of([&] { ex::build_experiment(yaml, "cfg.yaml"); });
   EXPECT_NE(config_error.find("probes[1].method"), std::string::npos) << config_error;
   EXPECT_NE(config_error.find("expected auto, full or matrix_free"), std::string::npos) << config_error;
+}
+
+namespace {
+
+// The record of a row_heterogeneity probe at step 0 of kConfig with `model` (tanh, if it has a
+// hidden layer) and `loss`, and the exact Hessian there (closed form on the evaluation set).
+std::pair<nlohmann::json, torch::Tensor> row_heterogeneity_at_start(const std::string& model,
+                                                                    const std::string& loss) {
+  auto yaml = YAML::Load(kConfig);
+  yaml["model"] = YAML::Load(model);
+  yaml["train"]["loss"] = loss;
+  yaml["train"]["steps"] = 1;
+  yaml["probes"] = YAML::Load("[{type: row_heterogeneity, steps: [0], rows: 4, samples: 8, lanczos_steps: 10}]");
+  const auto dir = std::filesystem::temp_directory_path() / ("blockopt_rows_" + loss);
+  std::filesystem::remove_all(dir);
+  auto e = ex::build_experiment(yaml, "test");
+  std::vector<torch::Tensor> weights;
+  for (const auto& p : e.model->parameters()) weights.push_back(p.detach().to(torch::kDouble).clone());
+  const auto batch = e.data->eval_batches().at(0);
+  const auto exact = blockopt::hessian::mlp_hessian_closed_form(
+      weights, blockopt::models::Activation::Tanh, batch.inputs.to(torch::kDouble), batch.targets, blockopt::models::parse_loss(loss));
+  ex::Trainer trainer(e.model, e.data, e.optimizer, e.schedule, e.trainer);
+  trainer.add_callback(std::make_shared<ex::HessianProbe>(e.probes, dir, e.seed));
+  trainer.run();
+  return {read_jsonl(dir / "probes.jsonl").at(0), exact};
+}
+
+}  // namespace
+
+// Each sampled row's top eigenvalue is exact (Lanczos runs the row's full width, <= 10), and
+// its trace, a Hutchinson estimate over the 8 SLQ start vectors, lies within 4 standard errors
+// of the exact trace (Rademacher: Var(v^T A v) = 2 sum_{i != j} A_ij^2).
+TEST(HessianProbe, RowHeterogeneityMatchesTheExactRowBlocks) {
+  const auto [record, h] = row_heterogeneity_at_start("{type: mlp, hidden: [4], activation: tanh}", "cross_entropy");
+  const auto& matrices = record.at("matrices");
+  ASSERT_EQ(matrices.size(), 2u);
+  const std::vector<int64_t> widths = {10, 4}, offsets = {0, 40};
+  for (size_t m = 0; m < 2; ++m) {
+    const auto& matrix = matrices[m];
+    const auto rows = matrix.at("rows").get<std::vector<int64_t>>();
+    EXPECT_EQ(rows, (std::vector<int64_t>{0, 1, 2, 3}));
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const int64_t begin = offsets[m] + rows[k] * widths[m];
+      const auto block = h.slice(0, begin, begin + widths[m]).slice(1, begin, begin + widths[m]);
+      const double top = torch::linalg::eigvalsh(block, "L").max().item<double>();
+      EXPECT_NEAR(matrix.at("top_eigenvalues")[k].get<double>(), top, 1e-8 * std::abs(top)) << m << " " << k;
+      const double off_squares = (block.square().sum() - block.diagonal().square().sum()).item<double>();
+      const double standard_error = std::sqrt(2.0 * off_squares / 8.0);
+      EXPECT_NEAR(matrix.at("traces")[k].get<double>(), block.trace().item<double>(),
+                  4.0 * standard_error + 1e-12)
+          << m << " " << k;
+    }
+    EXPECT_GE(matrix.at("js_mean").get<double>(), 0.0);
+    EXPECT_LE(matrix.at("js_max").get<double>(), 1.0);
+  }
+  EXPECT_TRUE(record.contains("top_cv_mean"));
+}
+
+// Linear model + MSE: every row's block is the same 2 X^T X / (N C), so the tops do not spread.
+TEST(HessianProbe, RowHeterogeneityOfIdenticalRowsIsZero) {
+  const auto [record, h] = row_heterogeneity_at_start("{type: linear}", "mse");
+  const auto& matrix = record.at("matrices").at(0);
+  EXPECT_LT(matrix.at("top_cv").get<double>(), 1e-10);
+  EXPECT_NEAR(matrix.at("top_max_over_min").get<double>(), 1.0, 1e-10);
+  auto yaml = YAML::Load(kConfig);
+  yaml["probes"] = YAML::Load("[{type: row_heterogeneity, steps: [0], rows: 1}]");
+  const auto error = blockopt::test::error_of([&] { ex::build_experiment(yaml, "cfg.yaml"); });
+  EXPECT_NE(error.find("probes[0].rows"), std::string::npos) << error;
 }

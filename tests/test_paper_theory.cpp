@@ -190,6 +190,7 @@ TEST(PaperTheory, OneHiddenLayerClasses) {
   set(config, "data.samples", "1000");
   set(config, "data.dim", "20");
   config["sweep"]["grid"]["data.classes"] = YAML::Load("[4, 16, 64]");
+  config["sweep"]["seeds"] = YAML::Load("[0]");
   const auto theory = run_and_evaluate(config, "mlp1");
   EXPECT_NEAR(measured(theory, "cross_entropy: hidden rows slope in C"), -1.0, 0.5);
   EXPECT_NEAR(measured(theory, "cross_entropy: output rows slope in C"), -2.0, 0.5);

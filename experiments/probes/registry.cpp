@@ -10,13 +10,15 @@ void run_full_hessian(ProbeContext& probe);
 void run_lanczos(ProbeContext& probe);
 void run_hutchinson(ProbeContext& probe);
 void run_slq(ProbeContext& probe);
+void run_row_heterogeneity(ProbeContext& probe);
 
 const std::vector<ProbeType>& probe_types() {
   static const std::vector<ProbeType> types = {{"block_norms", run_block_norms},
                                                {"full_hessian", run_full_hessian},
                                                {"lanczos", run_lanczos},
                                                {"hutchinson", run_hutchinson},
-                                               {"slq", run_slq}};
+                                               {"slq", run_slq},
+                                               {"row_heterogeneity", run_row_heterogeneity}};
   return types;
 }
 
