@@ -17,7 +17,7 @@ namespace blockopt::experiments {
 
 struct ProbeSpec {
   std::string type;             // block_norms | full_hessian | lanczos | hutchinson | slq |
-                                // row_heterogeneity
+                                // row_heterogeneity | output_ratio
                                 // (experiments/probes/<type>.cpp, listed in probes/registry.cpp)
   int64_t every = 0;            // probe at steps 0, every, 2 every, ... (0 = use `steps`)
   std::vector<int64_t> steps;   // explicit probe steps (0 = at initialisation)

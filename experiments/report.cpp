@@ -216,7 +216,9 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
     html += "<table><tr><th>quantity</th><th>measured</th><th>95% CI +-</th><th>predicted</th></tr>";
     for (const auto& check : theory["checks"]) {
       html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                          cell_text(check["quantity"]), cell_text(check["measured"]),
+                          cell_text(check["quantity"].get<std::string>() +
+                                    (check.contains("verdict") ? " (" + check["verdict"].get<std::string>() + ")" : "")),
+                          cell_text(check["measured"]),
                           cell_text(check.value("ci95", nlohmann::json())), cell_text(check["predicted"]));
     }
     html += "</table>";

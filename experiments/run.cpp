@@ -71,11 +71,15 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
     const auto& kinds = theory_kinds();
     theory.check(std::find(kinds.begin(), kinds.end(), kind) != kinds.end(), "kind",
                  fmt::format("unknown theory kind '{}' (known: {})", kind, fmt::join(kinds, ", ")));
-    const bool has_ratio_probe = std::any_of(e.probes.begin(), e.probes.end(), [](const ProbeSpec& p) {
-      return p.type == "full_hessian" || p.type == "block_norms" || p.type == "hutchinson";
+    // vocab_slopes reads output_ratio records, the other kinds block ratios.
+    const std::vector<std::string> measuring =
+        kind == "vocab_slopes" ? std::vector<std::string>{"output_ratio"}
+                               : std::vector<std::string>{"full_hessian", "block_norms", "hutchinson"};
+    const bool has_probe = std::any_of(e.probes.begin(), e.probes.end(), [&](const ProbeSpec& p) {
+      return std::find(measuring.begin(), measuring.end(), p.type) != measuring.end();
     });
-    theory.check(has_ratio_probe, "kind",
-                 "needs a full_hessian, block_norms or hutchinson probe to measure block ratios");
+    theory.check(has_probe, "kind",
+                 fmt::format("{} needs a {} probe", kind, fmt::join(measuring, " or ")));
   }
   root.check_no_unknown_keys();
   e.resolved_yaml = root.resolved_yaml();

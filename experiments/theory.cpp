@@ -15,7 +15,7 @@
 namespace blockopt::experiments {
 
 const std::vector<std::string>& theory_kinds() {
-  static const std::vector<std::string> kinds = {"linear_ce_ratio", "theorem1", "class_slopes",
+  static const std::vector<std::string> kinds = {"linear_ce_ratio", "theorem1", "class_slopes", "vocab_slopes",
                                                  "training_dynamics"};
   return kinds;
 }
@@ -31,7 +31,7 @@ struct ProbedRun {
 std::vector<nlohmann::json> ratio_records(const fs::path& probes) {
   std::vector<nlohmann::json> records;
   for (auto& r : read_jsonl(probes)) {
-    if (r.contains("ratio_sq_mean")) records.push_back(std::move(r));
+    if (r.contains("ratio_sq_mean") || r.contains("ratio_of_mean_squares")) records.push_back(std::move(r));
   }
   return records;
 }
@@ -298,6 +298,91 @@ double cross_layer_mean(const ProbedRun& run, const nlohmann::json& record, cons
   return count > 0 ? sum / count : std::nan("");
 }
 
+// "slope -1.9 +- 0.3: -2 lies in the 95% CI, -1 does not" for the two candidate laws.
+std::string slope_verdict(const LineFit& fit) {
+  std::string inside, outside;
+  for (int law : {-1, -2}) {
+    auto& list = std::abs(fit.slope - law) <= fit.half_width ? inside : outside;
+    list += (list.empty() ? "" : " and ") + std::to_string(law);
+  }
+  const int nearer = std::abs(fit.slope + 1.0) < std::abs(fit.slope + 2.0) ? -1 : -2;
+  return fmt::format("slope {:.3g} +- {:.2g}: {}", fit.slope, fit.half_width,
+                     inside.empty() ? fmt::format("neither -1 nor -2 lies in the 95% CI, {} is nearer", nearer)
+                                    : inside + " in the 95% CI" + (outside.empty() ? "" : ", " + outside + " not"));
+}
+
+// The LLM implication (output_ratio probes of text runs): per matrix (lm_head.weight), R
+// over its rows against the vocabulary, at the first and the last probe.
+nlohmann::json vocab_slopes(const std::vector<ProbedRun>& runs) {
+  nlohmann::json table = {
+      {"claim", "LLM implication: an LM head's rows are its classes (C = vocabulary). R = mean "
+                "||H_ij||^2 / mean ||H_ii||^2 over its rows ~ C^slope: -1 (Theorem 2's hidden-row "
+                "law) or -2 (its output-row law)? Exact values (output_ratio probe), mean +- "
+                "95% CI over seeds, at the first and the last probe; slopes fitted on every seed's "
+                "point, with 95% CIs"}};
+  // tensor -> (first | last) -> vocabulary and R per run
+  struct Points {
+    std::vector<double> c, first, last;
+    double last_step = 0;
+  };
+  std::map<std::string, Points> by_tensor;
+  for (const auto& run : runs) {
+    const auto vocab = run.config["data"]["tokenizer"]["vocab"];
+    if (!vocab) throw std::runtime_error(run.id + ": vocab_slopes needs text data (data.tokenizer.vocab)");
+    const auto& first = run.probes.front();
+    const auto& last = run.probes.back();
+    if (!first.contains("ratio_of_mean_squares")) probe_number(run, first, "ratio_of_mean_squares");
+    for (const auto& [name, value] : first["ratio_of_mean_squares"].items()) {
+      auto& p = by_tensor[name];
+      p.c.push_back(vocab.as<double>());
+      p.first.push_back(value["ratio"].get<double>());
+      p.last.push_back(last["ratio_of_mean_squares"].at(name)["ratio"].get<double>());
+      p.last_step = last["step"].get<double>();
+    }
+  }
+  nlohmann::json plot_series = nlohmann::json::array();
+  for (const auto& [name, p] : by_tensor) {
+    std::map<double, std::vector<size_t>> runs_at;
+    for (size_t i = 0; i < p.c.size(); ++i) runs_at[p.c[i]].push_back(i);
+    std::vector<double> cs, first_means, last_means;
+    for (const auto& [c, indices] : runs_at) {
+      std::vector<double> f, l;
+      for (size_t i : indices) {
+        f.push_back(p.first[i]);
+        l.push_back(p.last[i]);
+      }
+      const auto mf = mean_interval(f), ml = mean_interval(l);
+      add_row(table, {{"tensor", name}, {"vocab C", c}, {"seeds", indices.size()},
+                      {"R first probe", mf.mean}, {"CI95 +-", mf.half_width},
+                      {"R last probe", ml.mean}, {"CI95 +- (last)", ml.half_width},
+                      {"last probe step", p.last_step}});
+      cs.push_back(c);
+      first_means.push_back(mf.mean);
+      last_means.push_back(ml.mean);
+    }
+    for (const auto& [when, values] : {std::pair{"first probe", &p.first}, std::pair{"last probe", &p.last}}) {
+      std::vector<double> lx, ly;
+      for (size_t i = 0; i < p.c.size(); ++i) {
+        lx.push_back(std::log(p.c[i]));
+        ly.push_back(std::log((*values)[i]));
+      }
+      const auto fit = fit_line(lx, ly);
+      auto c = check(fmt::format("{}: slope of log R in log C, {}", name, when), fit.slope,
+                     fit.half_width, "-1 or -2");
+      c["verdict"] = slope_verdict(fit);
+      table["checks"].push_back(c);
+    }
+    plot_series.push_back(series(name + " first probe", cs, first_means, false));
+    plot_series.push_back(series(name + " last probe", cs, last_means, false));
+    plot_series.push_back(series("C^-1", cs, reference_line(cs, first_means, -1.0), true));
+    plot_series.push_back(series("C^-2", cs, reference_line(cs, first_means, -2.0), true));
+  }
+  table["plot"] = {{"title", "LM head: ratio of mean squares vs vocabulary"}, {"xlabel", "vocabulary C"},
+                   {"ylabel", "mean ||H_ij||^2 / mean ||H_ii||^2"}, {"log_x", true}, {"log_y", true},
+                   {"series", plot_series}};
+  return table;
+}
+
 nlohmann::json training_dynamics(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
       {"claim", "dynamic force: cross-layer blocks (H_wv ~ optimality gap) shrink as training proceeds"}};
@@ -356,6 +441,7 @@ nlohmann::json evaluate_theory(const std::vector<fs::path>& run_dirs) {
   else if (kind == "linear_ce_ratio") table = linear_ce_ratio(runs);
   else if (kind == "theorem1") table = theorem1(runs);
   else if (kind == "class_slopes") table = class_slopes(runs);
+  else if (kind == "vocab_slopes") table = vocab_slopes(runs);
   else table = training_dynamics(runs);
   table["kind"] = kind;
   table["missing"] = missing;

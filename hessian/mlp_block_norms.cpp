@@ -142,4 +142,35 @@ torch::Tensor mlp_block_norms(const std::vector<torch::Tensor>& weights_in, mode
   return out.clamp_min_(0.0).sqrt_();  // NOTE: clamps round-off below 0 of a sum of squares
 }
 
+double RowBlockSums::ratio() const {
+  return (total - diagonal) / (static_cast<double>(blocks - 1) * diagonal);
+}
+
+RowBlockSums last_layer_row_block_sums(const torch::Tensor& features_in, const torch::Tensor& logits_in,
+                                       const torch::Tensor& targets, models::Loss loss) {
+  torch::NoGradGuard no_grad;
+  const auto logits = logits_in.detach().reshape({-1, logits_in.size(-1)});  // (N, C)
+  const auto features = features_in.detach().reshape({-1, features_in.size(-1)}).to(logits.dtype());  // (N, m)
+  const auto y = targets.reshape({-1});
+  TORCH_CHECK_VALUE(features.size(0) == logits.size(0) && y.size(0) == logits.size(0),
+                    "last_layer_row_block_sums: ", features.size(0), " feature rows, ", logits.size(0),
+                    " logit rows and ", y.size(0), " targets");
+  TORCH_CHECK_VALUE(logits.size(1) >= 2, "last_layer_row_block_sums: needs 2 or more classes");
+  const auto c = detail::logit_curvature(logits, y, loss);
+  const auto k = squared_gram(features);  // (N, N)
+  RowBlockSums out;
+  out.blocks = logits.size(1);
+  if (!c.q.defined()) {  // MSE: diagonal curvature, no off-diagonal blocks
+    out.total = out.diagonal = (k * torch::mm(c.curv, c.curv.t())).sum().item<double>();
+    return out;
+  }
+  const auto qq = torch::mm(c.q, c.q.t());  // (N, N)
+  const auto a = c.curv - c.q * c.q;        // (N, C)
+  out.total = (k * (torch::mm(c.curv, c.curv.t()) - 2.0 * torch::mm(c.curv, (c.q * c.q).t()) + qq * qq))
+                  .sum()
+                  .item<double>();
+  out.diagonal = (k * torch::mm(a, a.t())).sum().item<double>();
+  return out;
+}
+
 }  // namespace blockopt::hessian

@@ -116,6 +116,12 @@ GPT::GPT(GPTOptions options) : options_(std::move(options)) {
 }
 
 torch::Tensor GPT::forward(const torch::Tensor& inputs) {
+  const auto x = head_input(inputs);  // (B, T, C)
+  // (B, T, C) -> (B, T, vocab)
+  return options_.tie_weights() ? torch::matmul(x, wte->weight.t()) : lm_head(x);
+}
+
+torch::Tensor GPT::head_input(const torch::Tensor& inputs) {
   TORCH_CHECK(inputs.dim() == 2 && inputs.scalar_type() == torch::kLong,
               "gpt: expected (B, T) int64 token ids, got ", inputs.sizes(), " ",
               inputs.scalar_type());
@@ -128,9 +134,7 @@ torch::Tensor GPT::forward(const torch::Tensor& inputs) {
               options_.vocab(), " (data tokenizer and model.vocab disagree)");
   auto x = wte(inputs) + wpe->weight.slice(0, 0, t);  // (B, T, C)
   for (auto& block : blocks_) x = block(x);
-  x = ln_f(x);
-  // (B, T, C) -> (B, T, vocab)
-  return options_.tie_weights() ? torch::matmul(x, wte->weight.t()) : lm_head(x);
+  return ln_f(x);
 }
 
 int64_t GPT::flops_per_item() const {

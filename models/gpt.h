@@ -89,6 +89,9 @@ class GPT : public Model {
   explicit GPT(GPTOptions options);
   // (B, T) int64 token ids, T <= context -> (B, T, vocab) logits.
   torch::Tensor forward(const torch::Tensor& inputs) override;
+  // The head's input: the final LayerNorm's output (B, T, d_model); forward is its product
+  // with lm_head (or wte when tied).
+  torch::Tensor head_input(const torch::Tensor& inputs);
   // Forward FLOPs per token at full context: 2 per matmul weight (blocks and head) plus
   // 4 * layers * context * d_model for the attention scores and the weighted sum.
   int64_t flops_per_item() const override;

@@ -204,3 +204,20 @@ TEST(HessianMatrixFree, RejectsWhatItCannotContract) {
   });
   EXPECT_NE(error.find("inputs have 4 features, weight 0 expects 5"), std::string::npos) << error;
 }
+
+// The exact sums for a last layer alone equal those of its per-row block norms (a linear model:
+// the features are the inputs), for CE and MSE; R follows from them.
+TEST(HessianMatrixFree, LastLayerRowBlockSumsMatchTheBlockNorms) {
+  for (auto loss : {bm::Loss::CrossEntropy, bm::Loss::MSE}) {
+    const auto net = random_net({9, 30}, 25, 6);
+    const auto norms = bh::mlp_block_norms(net.weights, bm::Activation::ReLU, net.x, net.y, loss);
+    const auto squares = norms.square();
+    const auto logits = torch::mm(net.x, net.weights[0].detach().t());
+    const auto sums = bh::last_layer_row_block_sums(net.x, logits, net.y, loss);
+    const double total = squares.sum().item<double>(), diagonal = squares.diagonal().sum().item<double>();
+    EXPECT_NEAR(sums.total, total, 1e-12 * total);
+    EXPECT_NEAR(sums.diagonal, diagonal, 1e-12 * diagonal);
+    EXPECT_EQ(sums.blocks, 30);
+    EXPECT_NEAR(sums.ratio(), (total - diagonal) / (29.0 * diagonal), 1e-10 * (total / diagonal));
+  }
+}

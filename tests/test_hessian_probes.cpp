@@ -3,6 +3,8 @@
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/hessian/mlp_hessian.h>
+#include <blockopt/hessian/operator.h>
+#include <blockopt/hessian/partition.h>
 
 #include "common.h"
 
@@ -121,7 +123,7 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
   unknown["probes"][0]["type"] = "banana";
   const auto message =
       blockopt::test::error_of([&] { ex::build_experiment(unknown, "cfg.yaml"); });
-  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson, slq or row_heterogeneity"),
+  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson, slq, row_heterogeneity or output_ratio"),
             std::string::npos)
       << message;
 }
@@ -245,4 +247,63 @@ TEST(HessianProbe, RowHeterogeneityOfIdenticalRowsIsZero) {
   yaml["probes"] = YAML::Load("[{type: row_heterogeneity, steps: [0], rows: 1}]");
   const auto error = blockopt::test::error_of([&] { ex::build_experiment(yaml, "cfg.yaml"); });
   EXPECT_NE(error.find("probes[0].rows"), std::string::npos) << error;
+}
+
+// A GPT (float64) on KJV bytes: the output_ratio probe's exact R over the 256 rows of lm_head
+// equals R from the autograd Hessian's lm_head block (its rows' block norms) at step 0.
+TEST(HessianProbe, OutputRatioMatchesTheAutogradHeadBlock) {
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
+  const auto yaml = YAML::Load(R"(
+name: output-ratio
+seed: 1
+runtime: {dtype: float64}
+data: {type: text, corpus: kjv, tokenizer: {type: byte}, context: 8, batch: 2, eval_windows: 2}
+model: {type: gpt, d_model: 4, layers: 1, heads: 1}
+optimizer: {name: adamw, lr: 1.0e-3}
+train: {steps: 1}
+probes: [{type: output_ratio, steps: [0]}]
+)");
+  auto e = ex::build_experiment(yaml, "test");
+  std::vector<torch::Tensor> inputs, targets;  // the whole evaluation set, as the probe takes it
+  for (const auto& b : e.data->eval_batches()) {
+    inputs.push_back(b.inputs);
+    targets.push_back(b.targets);
+  }
+  const auto x = torch::cat(inputs), y = torch::cat(targets);
+  std::vector<torch::Tensor> params;
+  size_t head = 0;
+  for (const auto& item : e.model->named_parameters()) {
+    if (item.key() == "lm_head.weight") head = params.size();
+    params.push_back(item.value());
+  }
+  blockopt::hessian::HessianOperator op(
+      [&] { return blockopt::models::compute_loss(e.model->forward(x), y,
+                                                  blockopt::models::Loss::CrossEntropy); },
+      params);
+  const auto h = blockopt::hessian::full_hessian(op, {head});  // (256 x 4)^2
+  const auto squares = blockopt::hessian::block_norms(
+                           h, blockopt::hessian::make_partition("per_row", {{"lm_head.weight", {256, 4}}}))
+                           .square();
+  const double total = squares.sum().item<double>(), diagonal = squares.diagonal().sum().item<double>();
+  const double expected = (total - diagonal) / (255.0 * diagonal);
+
+  const auto dir = std::filesystem::temp_directory_path() / "blockopt_output_ratio";
+  std::filesystem::remove_all(dir);
+  ex::Trainer trainer(e.model, e.data, e.optimizer, e.schedule, e.trainer);
+  trainer.add_callback(std::make_shared<ex::HessianProbe>(e.probes, dir, e.seed));
+  trainer.run();
+  const auto record = read_jsonl(dir / "probes.jsonl").at(0);
+  EXPECT_EQ(record.at("method"), "exact_gram");
+  EXPECT_NEAR(record.at("R lm_head.weight").get<double>(), expected, 1e-9 * expected);
+  EXPECT_EQ(record.at("ratio_of_mean_squares").at("lm_head.weight").at("blocks"), 256);
+  // A tied head is refused with the reason.
+  auto tied = yaml;
+  tied["model"]["tie_weights"] = true;
+  const auto error = blockopt::test::error_of([&] {
+    auto t = ex::build_experiment(tied, "test");
+    ex::Trainer tt(t.model, t.data, t.optimizer, t.schedule, t.trainer);
+    tt.add_callback(std::make_shared<ex::HessianProbe>(t.probes, dir, t.seed));
+    tt.run();
+  });
+  EXPECT_NE(error.find("needs a GPT with an untied lm_head"), std::string::npos) << error;
 }

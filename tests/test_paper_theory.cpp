@@ -247,3 +247,35 @@ TEST(PaperTheory, FashionMnistN128CrossLayerBlocksShrinkWithTraining) {
   EXPECT_LT(losses.back(), losses.front());
   EXPECT_LT(cross_ratio, 1.0);
 }
+
+// gpt-vocab.yaml shrunk: bytes (256) and SentencePiece 1024 (tokenized here, about 15 s), 50
+// steps, 3 seeds. At initialisation the head sees near-uniform softmax outputs on fixed
+// features, Theorem 1's setting, where R ~ C^-2: R must fall from 256 to 1024 by more than
+// the 95% CI of the difference. The table and both slopes (first and last probe) are reported
+// with CIs; what training does to them is the experiment's question, not asserted here.
+TEST(PaperTheory, GptVocabRatioFallsWithTheVocabulary) {
+  const auto tool = fs::path(BLOCKOPT_CLI_PATH).parent_path() / "blockopt-tokenize";
+  BLOCKOPT_REQUIRE_INSTALLED(tool, "libsentencepiece-dev (then rebuild: blockopt-tokenize)");
+  BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
+  const auto tokens = fs::temp_directory_path() / ("blockopt_vocab_sp1024_" + std::to_string(getpid()));
+  const auto command = tool.string() + " --corpus kjv --vocab 1024 --out " + tokens.string() + " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  auto config = paper_config("gpt-vocab");
+  set(config, "train", "{steps: 50, eval_every: 50, log_every: 10, grad_clip: 1.0}");
+  set(config, "probes", "[{type: output_ratio, steps: [0, 50]}]");
+  const std::string data = "{type: text, corpus: kjv, context: 64, batch: 16, eval_windows: 16, ";
+  config["sweep"]["grid"] = YAML::Load(fmt::format(
+      "{{data: [{}tokenizer: {{type: byte}}}}, {}tokenizer: {{type: sentencepiece, vocab: 1024}}, "
+      "token_dir: '{}'}}]}}",
+      data, data, tokens.string()));
+  const auto theory = run_and_evaluate(config, "vocab");
+  fs::remove_all(tokens);
+  const auto rows = named_rows(theory);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(number(rows[0], "vocab C"), 256.0);
+  EXPECT_EQ(number(rows[1], "vocab C"), 1024.0);
+  EXPECT_GT(number(rows[0], "R first probe") - number(rows[1], "R first probe"),
+            difference_ci(rows[0], rows[1]));
+  EXPECT_EQ(number(rows[1], "last probe step"), 50.0);
+  EXPECT_TRUE(std::isfinite(measured(theory, "lm_head.weight: slope of log R in log C, last probe")));
+}

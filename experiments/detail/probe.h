@@ -30,6 +30,7 @@ struct ProbeTarget {
   models::Activation activation = models::Activation::ReLU;
   torch::Tensor x, y;  // this rank's rows of the evaluation set
   torch::Tensor all_x, all_y;  // the whole evaluation set, for what is no sum over its rows
+  models::Model* model = nullptr;  // the trained model itself (output_ratio reads its head)
   double share = 1.0;   // their fraction of the evaluation set
   hessian::SumOverRanks sum_over_ranks;  // empty: one process
   models::Loss loss_kind = models::Loss::CrossEntropy;

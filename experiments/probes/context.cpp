@@ -41,6 +41,7 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
   }
   t.loss_kind = trainer.loss_kind();
   auto& model = trainer.model();
+  t.model = &model;
   auto* mlp = dynamic_cast<models::MLP*>(&model);
   if (mlp != nullptr) {
     const auto dtype = spec.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;

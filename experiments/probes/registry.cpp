@@ -11,6 +11,7 @@ void run_lanczos(ProbeContext& probe);
 void run_hutchinson(ProbeContext& probe);
 void run_slq(ProbeContext& probe);
 void run_row_heterogeneity(ProbeContext& probe);
+void run_output_ratio(ProbeContext& probe);
 
 const std::vector<ProbeType>& probe_types() {
   static const std::vector<ProbeType> types = {{"block_norms", run_block_norms},
@@ -18,7 +19,8 @@ const std::vector<ProbeType>& probe_types() {
                                                {"lanczos", run_lanczos},
                                                {"hutchinson", run_hutchinson},
                                                {"slq", run_slq},
-                                               {"row_heterogeneity", run_row_heterogeneity}};
+                                               {"row_heterogeneity", run_row_heterogeneity},
+                                               {"output_ratio", run_output_ratio}};
   return types;
 }
 

@@ -1,6 +1,8 @@
 // row_heterogeneity: how much the neurons (rows) of each weight matrix differ in curvature, the
 // seed's case for normalising per row (NorMuon, Aurora) where Muon applies one preconditioner
-// to the whole matrix. For `rows` evenly spaced rows r of every matrix, SLQ of the row's
+// to the whole matrix. For `rows` rows r of every matrix, evenly spaced among the rows the
+// evaluation data reach (a non-zero gradient; an unused token's embedding row has H_rr = 0 and
+// no spectrum to compare; a matrix with fewer than 2 such rows is skipped), SLQ of the row's
 // diagonal block H_rr (an operator through restrict_to) gives its top eigenvalue (the largest
 // Ritz value), its trace (width x the quadrature's mean: Hutchinson with the SLQ start vectors)
 // and its spectral density. Per matrix the record holds the spread of the tops and traces
@@ -37,7 +39,8 @@ void run_row_heterogeneity(ProbeContext& probe) {
   const auto& spec = probe.spec;
   const auto& options = probe.target.options;
   const auto matvec = bh::as_matvec(probe.op);
-  nlohmann::json matrices = nlohmann::json::array();
+  const auto gradient = probe.op.gradient();  // (P)
+  nlohmann::json matrices = nlohmann::json::array(), skipped = nlohmann::json::array();
   std::vector<double> top_cvs, trace_cvs, js_means;
   int64_t tensor_begin = 0;
   for (size_t t = 0; t < probe.target.infos.size(); ++t) {
@@ -46,13 +49,20 @@ void run_row_heterogeneity(ProbeContext& probe) {
     tensor_begin += numel;
     if (info.shape.size() < 2 || info.shape[0] < 2 || numel == 0) continue;  // a matrix's rows only
     const int64_t rows = info.shape[0], width = numel / rows;
-    const int64_t picked = std::min(spec.rows, rows);
+    const auto reached = gradient.slice(0, begin, begin + numel).view({rows, width}).abs().amax(1).gt(0)
+                             .nonzero().squeeze(1);  // rows with a non-zero gradient
+    const int64_t candidates = reached.size(0);
+    if (candidates < 2) {
+      skipped.push_back(info.name);
+      continue;
+    }
+    const int64_t picked = std::min(spec.rows, candidates);
     const int64_t steps = std::min(spec.lanczos_steps, width);
     std::vector<int64_t> indices;
     std::vector<double> tops, traces;
     std::vector<bh::SpectralDensity> densities;
     for (int64_t k = 0; k < picked; ++k) {
-      const int64_t r = k * rows / picked;  // evenly spaced rows, 0 first
+      const int64_t r = reached[k * candidates / picked].item<int64_t>();  // evenly spaced
       const bh::Block row{begin + r * width, begin + (r + 1) * width, static_cast<int64_t>(t), ""};
       auto density = bh::slq_density(bh::restrict_to(matvec, row, probe.parameter_count, options),
                                      width, steps, spec.samples, probe.generator, options);
@@ -89,9 +99,11 @@ void run_row_heterogeneity(ProbeContext& probe) {
     js_means.push_back(js_mean);
   }
   if (matrices.empty()) {
-    throw std::invalid_argument("row_heterogeneity probe: the model has no weight matrix with 2 or more rows");
+    throw std::invalid_argument("row_heterogeneity probe: no weight matrix has 2 or more rows that "
+                                "the evaluation data reach");
   }
   probe.record["matrices"] = matrices;
+  probe.record["skipped_matrices"] = skipped;
   probe.record["top_cv_mean"] = mean_interval(top_cvs).mean;
   probe.record["trace_cv_mean"] = mean_interval(trace_cvs).mean;
   probe.record["js_mean"] = mean_interval(js_means).mean;
