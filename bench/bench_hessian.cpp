@@ -89,12 +89,14 @@ int64_t parameter_count(const Setup& s) {
   return count;
 }
 
-// Times `compute(setup)` (returns H) on the workload the benchmark's argument picks and reports
-// its name, CPU seconds per iteration (all threads), P and peak RSS.
+// Times `compute(setup)` (returns a tensor) on the workload of `workloads` that the benchmark's
+// argument picks, in `dtype`, and reports its name, CPU seconds per iteration (all threads), P
+// and peak RSS.
 template <typename Compute>
-void full_hessian_benchmark(benchmark::State& state, const Compute& compute) {
-  const auto& workload = kWorkloads.at(static_cast<size_t>(state.range(0)));
-  auto s = make_setup(workload);
+void workload_benchmark(benchmark::State& state, const std::vector<Workload>& workloads,
+                        torch::Dtype dtype, const Compute& compute) {
+  const auto& workload = workloads.at(static_cast<size_t>(state.range(0)));
+  auto s = make_setup(workload, dtype);
   const double cpu_start = cpu_seconds();
   for (auto _ : state) {
     auto h = compute(s);
@@ -108,7 +110,7 @@ void full_hessian_benchmark(benchmark::State& state, const Compute& compute) {
 }
 
 void BM_FullHessianClosedForm(benchmark::State& state) {
-  full_hessian_benchmark(state, [](const Setup& s) {
+  workload_benchmark(state, kWorkloads, torch::kFloat, [](const Setup& s) {
     return bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,
                                        bm::Loss::CrossEntropy);
   });
@@ -116,7 +118,7 @@ void BM_FullHessianClosedForm(benchmark::State& state) {
 BENCHMARK(BM_FullHessianClosedForm)->DenseRange(0, 3)->Unit(benchmark::kSecond)->Iterations(2);
 
 void BM_FullHessianAutograd(benchmark::State& state) {
-  full_hessian_benchmark(state, [](const Setup& s) {
+  workload_benchmark(state, kWorkloads, torch::kFloat, [](const Setup& s) {
     bh::HessianOperator op(s.loss(), s.weights);
     return bh::full_hessian(op);
   });
@@ -239,31 +241,15 @@ const std::vector<Workload> kBlockNormWorkloads = {
     {"theorem1_c1000", {3000, 1000}, 3000},  // Theorem 1 at C = 1000, g = 1: P = 3e6 (72 TB H)
 };
 
-template <typename Compute>
-void block_norms_benchmark(benchmark::State& state, const Compute& compute) {
-  const auto& workload = kBlockNormWorkloads.at(static_cast<size_t>(state.range(0)));
-  auto s = make_setup(workload, torch::kDouble);
-  const double cpu_start = cpu_seconds();
-  for (auto _ : state) {
-    auto norms = compute(s);
-    benchmark::DoNotOptimize(norms.data_ptr());
-  }
-  state.SetLabel(workload.name);
-  state.counters["cpu_s_per_iter"] =
-      (cpu_seconds() - cpu_start) / static_cast<double>(state.iterations());
-  state.counters["params"] = static_cast<double>(parameter_count(s));
-  state.counters["maxrss_mb"] = maxrss_mb();
-}
-
 void BM_BlockNormsMatrixFree(benchmark::State& state) {
-  block_norms_benchmark(state, [](const Setup& s) {
+  workload_benchmark(state, kBlockNormWorkloads, torch::kDouble, [](const Setup& s) {
     return bh::mlp_block_norms(s.weights, bm::Activation::ReLU, s.x, s.y, bm::Loss::CrossEntropy);
   });
 }
 BENCHMARK(BM_BlockNormsMatrixFree)->DenseRange(0, 2)->Unit(benchmark::kSecond)->Iterations(1);
 
 void BM_BlockNormsFromFullHessian(benchmark::State& state) {
-  block_norms_benchmark(state, [](const Setup& s) {
+  workload_benchmark(state, kBlockNormWorkloads, torch::kDouble, [](const Setup& s) {
     std::vector<bh::ParamInfo> infos;
     for (const auto& w : s.weights) infos.push_back({"w", w.sizes().vec()});
     const auto h = bh::mlp_hessian_closed_form(s.weights, bm::Activation::ReLU, s.x, s.y,

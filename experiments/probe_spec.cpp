@@ -50,6 +50,7 @@ std::vector<ProbeSpec> read_probe_specs(std::vector<ConfigNode> nodes) {
                "partition", "expected per_tensor, per_row or per_head");
     s.samples = node.get<int64_t>("samples", s.samples);
     node.check(s.samples >= 2, "samples", "must be >= 2");
+    s.tensors = node.get<std::vector<std::string>>("tensors", s.tensors);
     s.rows = node.get<int64_t>("rows", s.rows);
     node.check(s.rows >= 2, "rows", "must be >= 2 (a spread needs two rows)");
     s.top_k = node.get<int64_t>("top_k", s.top_k);

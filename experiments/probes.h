@@ -17,14 +17,15 @@ namespace blockopt::experiments {
 
 struct ProbeSpec {
   std::string type;             // block_norms | full_hessian | lanczos | hutchinson | slq |
-                                // row_heterogeneity | output_ratio
+                                // row_heterogeneity | output_ratio | row_ratio
                                 // (experiments/probes/<type>.cpp, listed in probes/registry.cpp)
   int64_t every = 0;            // probe at steps 0, every, 2 every, ... (0 = use `steps`)
   std::vector<int64_t> steps;   // explicit probe steps (0 = at initialisation)
   std::string partition = "per_tensor";  // per_tensor | per_row | per_head
   int64_t head_dim = 0;         // for per_head
   int64_t samples = 8;          // Hutchinson samples per block / SLQ start vectors
-  int64_t rows = 8;             // row_heterogeneity: rows per weight matrix (evenly spaced)
+  int64_t rows = 8;             // row_heterogeneity, row_ratio: rows per weight matrix
+  std::vector<std::string> tensors;  // row_ratio: matrices whose name contains one (empty: all)
   int64_t top_k = 5;
   int64_t lanczos_steps = 30;
   std::string dtype = "float64";  // float64 | float32 (MLPs; other models use their own)

@@ -73,7 +73,7 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
                  fmt::format("unknown theory kind '{}' (known: {})", kind, fmt::join(kinds, ", ")));
     // vocab_slopes reads output_ratio records, the other kinds block ratios.
     const std::vector<std::string> measuring =
-        kind == "vocab_slopes" ? std::vector<std::string>{"output_ratio"}
+        kind == "vocab_slopes" ? std::vector<std::string>{"output_ratio", "row_ratio"}
                                : std::vector<std::string>{"full_hessian", "block_norms", "hutchinson"};
     const bool has_probe = std::any_of(e.probes.begin(), e.probes.end(), [&](const ProbeSpec& p) {
       return std::find(measuring.begin(), measuring.end(), p.type) != measuring.end();

@@ -254,22 +254,19 @@ nlohmann::json class_slopes(const std::vector<ProbedRun>& runs) {
                       {"hidden rows mean r^2", at(p.hidden_pairs).mean},
                       {"output rows mean r^2", at(p.output_pairs).mean}});
     }
-    const auto hidden_fit = log_log_fit(p.c, p.hidden);
-    table["checks"].push_back(check(loss + ": hidden rows slope in C", hidden_fit.slope,
-                                    hidden_fit.half_width, -1.0));
-    const auto hidden_pairs_fit = log_log_fit(p.c, p.hidden_pairs);
-    table["checks"].push_back(check(loss + ": hidden rows slope in C (mean r^2)",
-                                    hidden_pairs_fit.slope, hidden_pairs_fit.half_width, -1.0));
+    // The fitted slope of log y in log C with its CI, against `predicted`.
+    auto slope_check = [&](const std::string& quantity, const std::vector<double>& y, double predicted) {
+      const auto fit = log_log_fit(p.c, y);
+      return check(loss + ": " + quantity, fit.slope, fit.half_width, predicted);
+    };
+    table["checks"].push_back(slope_check("hidden rows slope in C", p.hidden, -1.0));
+    table["checks"].push_back(slope_check("hidden rows slope in C (mean r^2)", p.hidden_pairs, -1.0));
     if (loss == "mse") {
       table["checks"].push_back(check("mse: largest output rows ratio of mean squares",
                                       *std::max_element(p.output.begin(), p.output.end()), 0.0, 0.0));
     } else {
-      const auto output_fit = log_log_fit(p.c, p.output);
-      table["checks"].push_back(check(loss + ": output rows slope in C", output_fit.slope,
-                                      output_fit.half_width, -2.0));
-      const auto output_pairs_fit = log_log_fit(p.c, p.output_pairs);
-      table["checks"].push_back(check(loss + ": output rows slope in C (mean r^2)",
-                                      output_pairs_fit.slope, output_pairs_fit.half_width, -2.0));
+      table["checks"].push_back(slope_check("output rows slope in C", p.output, -2.0));
+      table["checks"].push_back(slope_check("output rows slope in C (mean r^2)", p.output_pairs, -2.0));
       plot_series.push_back(series(loss + " output rows", cs, output, false));
       plot_series.push_back(series("C^-2", cs, reference_line(cs, output, -2.0), true));
     }
@@ -311,13 +308,15 @@ std::string slope_verdict(const LineFit& fit) {
                                     : inside + " in the 95% CI" + (outside.empty() ? "" : ", " + outside + " not"));
 }
 
-// The LLM implication (output_ratio probes of text runs): per matrix (lm_head.weight), R
-// over its rows against the vocabulary, at the first and the last probe.
+// The LLM implication (output_ratio / row_ratio probes of text runs): per matrix and probe type
+// ("lm_head.weight (output_ratio)"), R over its rows against the vocabulary, at the first and
+// the last probe of that type.
 nlohmann::json vocab_slopes(const std::vector<ProbedRun>& runs) {
   nlohmann::json table = {
       {"claim", "LLM implication: an LM head's rows are its classes (C = vocabulary). R = mean "
                 "||H_ij||^2 / mean ||H_ii||^2 over its rows ~ C^slope: -1 (Theorem 2's hidden-row "
-                "law) or -2 (its output-row law)? Exact values (output_ratio probe), mean +- "
+                "law) or -2 (its output-row law)? Exact values (output_ratio probe: the head) or estimates from "
+                "sampled rows (row_ratio probe), mean +- "
                 "95% CI over seeds, at the first and the last probe; slopes fitted on every seed's "
                 "point, with 95% CIs"}};
   // tensor -> (first | last) -> vocabulary and R per run
@@ -325,19 +324,29 @@ nlohmann::json vocab_slopes(const std::vector<ProbedRun>& runs) {
     std::vector<double> c, first, last;
     double last_step = 0;
   };
-  std::map<std::string, Points> by_tensor;
+  std::map<std::string, Points> by_tensor;  // "<matrix> (<probe type>)"
   for (const auto& run : runs) {
     const auto vocab = run.config["data"]["tokenizer"]["vocab"];
     if (!vocab) throw std::runtime_error(run.id + ": vocab_slopes needs text data (data.tokenizer.vocab)");
-    const auto& first = run.probes.front();
-    const auto& last = run.probes.back();
-    if (!first.contains("ratio_of_mean_squares")) probe_number(run, first, "ratio_of_mean_squares");
-    for (const auto& [name, value] : first["ratio_of_mean_squares"].items()) {
-      auto& p = by_tensor[name];
-      p.c.push_back(vocab.as<double>());
-      p.first.push_back(value["ratio"].get<double>());
-      p.last.push_back(last["ratio_of_mean_squares"].at(name)["ratio"].get<double>());
-      p.last_step = last["step"].get<double>();
+    // The first and the last record of each probe type that measures R.
+    std::map<std::string, std::pair<const nlohmann::json*, const nlohmann::json*>> ends;
+    for (const auto& record : run.probes) {
+      if (!record.contains("ratio_of_mean_squares")) continue;
+      auto& [first, last] = ends[record.value("type", "")];
+      if (first == nullptr) first = &record;
+      last = &record;
+    }
+    if (ends.empty()) probe_number(run, run.probes.front(), "ratio_of_mean_squares");  // throws
+    for (const auto& [type, records] : ends) {
+      const auto& [first, last] = records;
+      for (const auto& [name, value] : (*first)["ratio_of_mean_squares"].items()) {
+        if (!(*last)["ratio_of_mean_squares"].contains(name)) continue;
+        auto& p = by_tensor[name + " (" + type + ")"];
+        p.c.push_back(vocab.as<double>());
+        p.first.push_back(value["ratio"].get<double>());
+        p.last.push_back((*last)["ratio_of_mean_squares"][name]["ratio"].get<double>());
+        p.last_step = (*last)["step"].get<double>();
+      }
     }
   }
   nlohmann::json plot_series = nlohmann::json::array();

@@ -14,7 +14,7 @@
 //                                                           x = C (several C), else g
 //   class_slopes       1 hidden layer (Theorem 2): R ~ C^slope with slope -1 for hidden
 //                      rows, -2 for output rows (CE); output rows exactly 0 (MSE)  x = C
-//   vocab_slopes       LLM implication (output_ratio probes on text runs): R of each probed
+//   vocab_slopes       LLM implication (output_ratio / row_ratio probes, text runs): R of each
 //                      matrix (the LM head) ~ vocabulary^slope; -1 or -2?       x = vocab
 //   training_dynamics  dynamic force: cross-layer blocks H_wv ~ optimality gap shrink as
 //                      training proceeds                                             x = step

@@ -66,6 +66,57 @@ BlockNormEstimate hutchinson_block_norms(const MatVec& op, const Partition& part
   return e;
 }
 
+SampledRatioEstimate sampled_row_ratio(const MatVec& op, int64_t total, int64_t begin,
+                                       int64_t tensor_rows, int64_t width,
+                                       const torch::Tensor& candidates, int64_t sampled,
+                                       int64_t draws, at::Generator& generator,
+                                       torch::TensorOptions options) {
+  const int64_t rows = candidates.size(0);
+  TORCH_CHECK(rows >= 2 && sampled >= 2 && draws >= 1, "sampled_row_ratio: needs 2 or more candidate ",
+              "and sampled rows and a draw, got ", rows, ", ", sampled, ", ", draws);
+  sampled = std::min(sampled, rows);
+  const auto order = torch::randperm(rows, generator, torch::TensorOptions().dtype(torch::kLong));
+  const auto candidate_rows = candidates.to(torch::kLong);
+  std::vector<double> off, diagonal;  // per sampled row j, mean over its draws
+  for (int64_t k = 0; k < sampled; ++k) {
+    const int64_t j = candidate_rows[order[k].item<int64_t>()].item<int64_t>();
+    double off_j = 0.0, diagonal_j = 0.0;
+    for (int64_t d = 0; d < draws; ++d) {
+      auto v = torch::zeros({total}, options);
+      v.slice(0, begin + j * width, begin + (j + 1) * width).copy_(rademacher(width, generator, options));
+      // ||(H v)_i||^2 for every row i of the tensor (tensor_rows, width)
+      const auto row_squares = op(v).slice(0, begin, begin + tensor_rows * width).view({tensor_rows, width})
+                                   .to(torch::kDouble).square().sum(1);
+      const double own = row_squares[j].item<double>();
+      diagonal_j += own / static_cast<double>(draws);
+      off_j += (row_squares.sum().item<double>() - own) / static_cast<double>(draws);
+    }
+    off.push_back(off_j / static_cast<double>(rows - 1));
+    diagonal.push_back(diagonal_j);
+  }
+  const auto n = static_cast<double>(sampled);
+  double mo = 0, md = 0;
+  for (int64_t k = 0; k < sampled; ++k) {
+    mo += off[k] / n;
+    md += diagonal[k] / n;
+  }
+  double var_o = 0, var_d = 0, cov = 0;  // of one sampled row
+  for (int64_t k = 0; k < sampled; ++k) {
+    var_o += (off[k] - mo) * (off[k] - mo) / (n - 1);
+    var_d += (diagonal[k] - md) * (diagonal[k] - md) / (n - 1);
+    cov += (off[k] - mo) * (diagonal[k] - md) / (n - 1);
+  }
+  SampledRatioEstimate e;
+  e.sampled = sampled;
+  e.ratio = mo / md;
+  // Var(mo / md) ~ (Var(o) / md^2 + mo^2 Var(d) / md^4 - 2 mo Cov(o, d) / md^3) / n, over the
+  // sampled rows (their spread holds the draws' noise too; no finite-population correction,
+  // so the interval is conservative when most rows are probed).
+  const double var = (var_o / (md * md) + mo * mo * var_d / std::pow(md, 4) - 2.0 * mo * cov / std::pow(md, 3)) / n;
+  e.ratio_stderr = std::sqrt(std::max(var, 0.0));
+  return e;
+}
+
 LanczosResult lanczos(const MatVec& op, const torch::Tensor& v0, int64_t steps) {
   const int64_t dim = v0.size(0);
   steps = std::min(steps, dim);

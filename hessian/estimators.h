@@ -35,6 +35,24 @@ BlockNormEstimate hutchinson_block_norms(const MatVec& op, const Partition& part
                                          int64_t samples, at::Generator& generator,
                                          torch::TensorOptions options);
 
+// The ratio of mean squares R = mean_{i != j} ||H_ij||_F^2 / mean_i ||H_ii||_F^2 over the row
+// blocks of one tensor (`tensor_rows` blocks of `width` coordinates from `begin` in the
+// operator's `total`), from a sample of its rows: for a sampled row j and a draw, v Rademacher
+// on block j gives ||(H v)_i||^2, whose mean is ||H_ij||_F^2, for every row i at once (one
+// product). R is taken over the `candidates` rows (indices; e.g. those with a non-zero
+// gradient, when the others' blocks are zero), `sampled` of them drawn uniformly without
+// replacement: mean_j sum_{i != j} ||H_ij||^2 / (candidates - 1) over mean_j ||H_jj||^2, its
+// standard error by the delta method over the sampled rows.
+struct SampledRatioEstimate {
+  double ratio = 0.0, ratio_stderr = 0.0;
+  int64_t sampled = 0;  // rows j probed
+};
+SampledRatioEstimate sampled_row_ratio(const MatVec& op, int64_t total, int64_t begin,
+                                       int64_t tensor_rows, int64_t width,
+                                       const torch::Tensor& candidates, int64_t sampled,
+                                       int64_t draws, at::Generator& generator,
+                                       torch::TensorOptions options);
+
 struct LanczosResult {
   torch::Tensor alpha;  // (k) diagonal of the tridiagonal T
   torch::Tensor beta;   // (k-1) off-diagonal

@@ -123,7 +123,7 @@ TEST(HessianProbe, ConfigErrorsNameThePath) {
   unknown["probes"][0]["type"] = "banana";
   const auto message =
       blockopt::test::error_of([&] { ex::build_experiment(unknown, "cfg.yaml"); });
-  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson, slq, row_heterogeneity or output_ratio"),
+  EXPECT_NE(message.find("expected block_norms, full_hessian, lanczos, hutchinson, slq, row_heterogeneity, output_ratio or row_ratio"),
             std::string::npos)
       << message;
 }
@@ -250,7 +250,8 @@ TEST(HessianProbe, RowHeterogeneityOfIdenticalRowsIsZero) {
 }
 
 // A GPT (float64) on KJV bytes: the output_ratio probe's exact R over the 256 rows of lm_head
-// equals R from the autograd Hessian's lm_head block (its rows' block norms) at step 0.
+// equals R from the autograd Hessian's lm_head block (its rows' block norms) at step 0, and the
+// row_ratio probe's estimate of it agrees within its standard errors.
 TEST(HessianProbe, OutputRatioMatchesTheAutogradHeadBlock) {
   BLOCKOPT_REQUIRE_INSTALLED("/usr/bin/bible", "bible-kjv");
   const auto yaml = YAML::Load(R"(
@@ -261,7 +262,7 @@ data: {type: text, corpus: kjv, tokenizer: {type: byte}, context: 8, batch: 2, e
 model: {type: gpt, d_model: 4, layers: 1, heads: 1}
 optimizer: {name: adamw, lr: 1.0e-3}
 train: {steps: 1}
-probes: [{type: output_ratio, steps: [0]}]
+probes: [{type: output_ratio, steps: [0]}, {type: row_ratio, steps: [0], tensors: [lm_head], rows: 256, samples: 4}]
 )");
   auto e = ex::build_experiment(yaml, "test");
   std::vector<torch::Tensor> inputs, targets;  // the whole evaluation set, as the probe takes it
@@ -296,6 +297,9 @@ probes: [{type: output_ratio, steps: [0]}]
   EXPECT_EQ(record.at("method"), "exact_gram");
   EXPECT_NEAR(record.at("R lm_head.weight").get<double>(), expected, 1e-9 * expected);
   EXPECT_EQ(record.at("ratio_of_mean_squares").at("lm_head.weight").at("blocks"), 256);
+  // The row_ratio estimate (every row probed, 4 draws each) lies within 4.5 of its standard errors.
+  const auto estimate = read_jsonl(dir / "probes.jsonl").at(1).at("ratio_of_mean_squares").at("lm_head.weight");
+  EXPECT_LT(std::abs(estimate.at("ratio").get<double>() - expected), 4.5 * estimate.at("ratio_stderr").get<double>());
   // A tied head is refused with the reason.
   auto tied = yaml;
   tied["model"]["tie_weights"] = true;

@@ -277,5 +277,5 @@ TEST(PaperTheory, GptVocabRatioFallsWithTheVocabulary) {
   EXPECT_GT(number(rows[0], "R first probe") - number(rows[1], "R first probe"),
             difference_ci(rows[0], rows[1]));
   EXPECT_EQ(number(rows[1], "last probe step"), 50.0);
-  EXPECT_TRUE(std::isfinite(measured(theory, "lm_head.weight: slope of log R in log C, last probe")));
+  EXPECT_TRUE(std::isfinite(measured(theory, "lm_head.weight (output_ratio): slope of log R in log C, last probe")));
 }

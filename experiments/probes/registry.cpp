@@ -12,6 +12,7 @@ void run_hutchinson(ProbeContext& probe);
 void run_slq(ProbeContext& probe);
 void run_row_heterogeneity(ProbeContext& probe);
 void run_output_ratio(ProbeContext& probe);
+void run_row_ratio(ProbeContext& probe);
 
 const std::vector<ProbeType>& probe_types() {
   static const std::vector<ProbeType> types = {{"block_norms", run_block_norms},
@@ -20,7 +21,8 @@ const std::vector<ProbeType>& probe_types() {
                                                {"hutchinson", run_hutchinson},
                                                {"slq", run_slq},
                                                {"row_heterogeneity", run_row_heterogeneity},
-                                               {"output_ratio", run_output_ratio}};
+                                               {"output_ratio", run_output_ratio},
+                                               {"row_ratio", run_row_ratio}};
   return types;
 }
 
