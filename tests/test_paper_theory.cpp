@@ -125,7 +125,7 @@ static double difference_ci(const nlohmann::json& a, const nlohmann::json& b, co
 }
 
 // Theorem 1 at C = 20, N = 320, 3 seeds. The limit is C -> infinity after d, N -> infinity; at
-// these sizes the values sit up to 13% off it (the O(1/C) bias; TheoremOneConvergesInC and
+// these sizes the values sit well off it (the O(1/C) bias; TheoremOneConvergesInC and
 // HessianTheory.TheoremOneTrendInGamma), so the absolute values are not checked. Checked, each
 // as a difference larger than its 95% CI (Welch, from the table's CIs over seeds): the theorem's
 // quantity grows from the smallest to the largest g, and PyTorch's default init (logit
