@@ -38,6 +38,11 @@ struct ProbeTarget {
 };
 ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec);
 
+// The rows (int64 indices) of a (rows, width) tensor that starts at `begin` in the flattened
+// `gradient` whose gradient is non-zero: the rows the evaluation data reach (an unused token's
+// embedding row has zero Hessian blocks).
+torch::Tensor rows_reached(const torch::Tensor& gradient, int64_t begin, int64_t rows, int64_t width);
+
 // A tensor as nested JSON arrays of numbers.
 nlohmann::json to_json(const torch::Tensor& t);
 

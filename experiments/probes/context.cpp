@@ -71,6 +71,11 @@ ProbeTarget make_probe_target(Trainer& trainer, const ProbeSpec& spec) {
   return t;
 }
 
+torch::Tensor rows_reached(const torch::Tensor& gradient, int64_t begin, int64_t rows, int64_t width) {
+  return gradient.slice(0, begin, begin + rows * width).view({rows, width}).abs().amax(1).gt(0)
+      .nonzero().squeeze(1);
+}
+
 nlohmann::json to_json(const torch::Tensor& t) {
   auto d = t.detach().to(torch::kDouble).contiguous();
   if (d.dim() == 0) return d.item<double>();

@@ -49,8 +49,7 @@ void run_row_heterogeneity(ProbeContext& probe) {
     tensor_begin += numel;
     if (info.shape.size() < 2 || info.shape[0] < 2 || numel == 0) continue;  // a matrix's rows only
     const int64_t rows = info.shape[0], width = numel / rows;
-    const auto reached = gradient.slice(0, begin, begin + numel).view({rows, width}).abs().amax(1).gt(0)
-                             .nonzero().squeeze(1);  // rows with a non-zero gradient
+    const auto reached = rows_reached(gradient, begin, rows, width);
     const int64_t candidates = reached.size(0);
     if (candidates < 2) {
       skipped.push_back(info.name);

@@ -28,8 +28,7 @@ void run_row_ratio(ProbeContext& probe) {
                                    [&](const std::string& part) { return info.name.find(part) != std::string::npos; });
     if (!named || info.shape.size() < 2 || info.shape[0] < 2 || numel == 0) continue;
     const int64_t rows = info.shape[0], width = numel / rows;
-    const auto reached = gradient.slice(0, tensor_begin, tensor_begin + numel).view({rows, width})
-                             .abs().amax(1).gt(0).nonzero().squeeze(1);
+    const auto reached = rows_reached(gradient, tensor_begin, rows, width);
     if (reached.size(0) < 2) continue;
     const auto e = bh::sampled_row_ratio(matvec, probe.parameter_count, tensor_begin, rows, width, reached,
                                          spec.rows, spec.samples, probe.generator, probe.target.options);
