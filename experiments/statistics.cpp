@@ -8,6 +8,20 @@
 
 namespace blockopt::experiments {
 
+namespace {
+
+// Sample mean and variance (n - 1 in the denominator).
+std::pair<double, double> mean_and_variance(const std::vector<double>& values) {
+  const double n = static_cast<double>(values.size());
+  double mean = 0.0;
+  for (double v : values) mean += v / n;
+  double sum_sq = 0.0;
+  for (double v : values) sum_sq += (v - mean) * (v - mean);
+  return {mean, sum_sq / (n - 1)};
+}
+
+}  // namespace
+
 double student_t_quantile(double dof, double level) {
   if (!(dof > 0) || !(level > 0 && level < 1)) {
     throw std::invalid_argument("student_t_quantile: needs dof > 0 and 0 < level < 1, got dof " +
@@ -25,11 +39,38 @@ MeanInterval mean_interval(const std::vector<double>& values, double level) {
     out.half_width = std::nan("");
     return out;
   }
-  double sum_sq = 0.0;
-  for (double v : values) sum_sq += (v - out.mean) * (v - out.mean);
-  const double sd = std::sqrt(sum_sq / static_cast<double>(out.n - 1));
+  const double sd = std::sqrt(mean_and_variance(values).second);
   out.half_width = student_t_quantile(static_cast<double>(out.n - 1), level) * sd /
                    std::sqrt(static_cast<double>(out.n));
+  return out;
+}
+
+
+WelchTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() < 2 || b.size() < 2) {
+    throw std::invalid_argument("welch_t_test: needs two or more values on each side, got " +
+                                std::to_string(a.size()) + " and " + std::to_string(b.size()));
+  }
+  const auto [mean_a, var_a] = mean_and_variance(a);
+  const auto [mean_b, var_b] = mean_and_variance(b);
+  const double se_a = var_a / static_cast<double>(a.size());
+  const double se_b = var_b / static_cast<double>(b.size());
+  WelchTest out;
+  const double difference = mean_a - mean_b;
+  if (se_a + se_b == 0.0) {  // no spread on either side: the means are equal or they are not
+    out.p_value = difference == 0.0 ? 1.0 : 0.0;
+    out.t = difference == 0.0 ? 0.0 : std::copysign(INFINITY, difference);
+    out.effect_size = out.t;
+    out.dof = static_cast<double>(a.size() + b.size() - 2);
+    return out;
+  }
+  out.t = difference / std::sqrt(se_a + se_b);
+  out.dof = (se_a + se_b) * (se_a + se_b) /
+            (se_a * se_a / static_cast<double>(a.size() - 1) +
+             se_b * se_b / static_cast<double>(b.size() - 1));
+  out.p_value = 2.0 * boost::math::cdf(boost::math::complement(boost::math::students_t(out.dof),
+                                                               std::fabs(out.t)));
+  out.effect_size = difference / std::sqrt((var_a + var_b) / 2.0);
   return out;
 }
 

@@ -29,4 +29,18 @@ struct LineFit {
 };
 LineFit fit_line(const std::vector<double>& x, const std::vector<double>& y, double level = 0.95);
 
+// Welch's unequal-variance t-test of mean(a) = mean(b), two-sided:
+//   t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b),
+//   dof by Welch-Satterthwaite, p = 2 P(T_dof > |t|),
+// and the effect size d = (mean_a - mean_b) / sqrt((s_a^2 + s_b^2) / 2) (Cohen's d with the
+// average variance, which Welch's test assumes no equality of). Needs n >= 2 on each side;
+// two samples without spread give p = 0 when their means differ and p = 1 when they do not.
+struct WelchTest {
+  double t = 0.0;
+  double dof = 0.0;
+  double p_value = 1.0;
+  double effect_size = 0.0;
+};
+WelchTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
+
 }  // namespace blockopt::experiments

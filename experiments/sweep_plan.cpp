@@ -1,9 +1,12 @@
 // Expanding a sweep config into its runs (sweep.h: plan_sweep).
 #include <blockopt/experiments/config.h>
+#include <blockopt/experiments/detail/sweep.h>
 #include <blockopt/experiments/sweep.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace blockopt::experiments {
@@ -83,7 +86,62 @@ std::string run_id(std::string label, double multiplier, uint64_t seed) {
   return fmt::format("{}-lr{}x-s{}", label, multiplier, seed);
 }
 
+// sweep.tune: the first lr grid, its bounds and the final seeds; errors name the key.
+SweepTune read_tune(ConfigNode& sweep, const YAML::Node& source,
+                    const std::vector<uint64_t>& tuning_seeds) {
+  auto section = sweep.child("tune");
+  SweepTune tune;
+  tune.tuning_seeds = tuning_seeds;
+  const auto range = section.get<std::vector<int>>("lr_log2", {tune.lr_log2_low, tune.lr_log2_high});
+  section.check(range.size() == 2 && range[0] <= range[1], "lr_log2",
+                "must be [low, high] with low <= high (exponents k of lr = 2^k x the base lr)");
+  tune.lr_log2_low = range[0];
+  tune.lr_log2_high = range[1];
+  // NOTE: 3 more doublings on each side by default: 64x beyond the first grid is far enough
+  // that a best still on the bound says the base lr is wrong, not that the grid is short.
+  const auto bounds = section.get<std::vector<int>>("extend_to", {range[0] - 3, range[1] + 3});
+  section.check(bounds.size() == 2 && bounds[0] <= range[0] && bounds[1] >= range[1], "extend_to",
+                "must be [low, high] enclosing lr_log2");
+  tune.bound_low = bounds[0];
+  tune.bound_high = bounds[1];
+  if (source.IsMap() && source["final_seeds"] && source["final_seeds"].IsSequence()) {
+    tune.final_seeds = section.get<std::vector<uint64_t>>("final_seeds");
+  } else {
+    const auto count = section.get<int>("final_seeds", 5);
+    section.check(count >= 0, "final_seeds", "must be a count >= 0 or a list of seeds");
+    const uint64_t first = *std::max_element(tuning_seeds.begin(), tuning_seeds.end()) + 1;
+    for (int i = 0; i < count; ++i) tune.final_seeds.push_back(first + i);
+  }
+  for (uint64_t seed : tune.final_seeds) {
+    // NOTE: the best lr was chosen on the tuning seeds, so their losses are biased low there.
+    section.check(std::find(tuning_seeds.begin(), tuning_seeds.end(), seed) == tuning_seeds.end(),
+                  "final_seeds", fmt::format("seed {} is also a tuning seed (sweep.seeds): the final "
+                                             "seeds must be fresh", seed));
+  }
+  return tune;
+}
+
 }  // namespace
+
+namespace detail {
+
+SweepRun make_run(const SweepArm& arm, double multiplier, uint64_t seed, const std::string& stage) {
+  SweepRun run;
+  run.id = run_id(arm.label, multiplier, seed);
+  run.optimizer_label = arm.label;
+  run.entry_label = arm.entry_label;
+  run.workload = arm.workload;
+  run.stage = stage;
+  run.lr_multiplier = multiplier;
+  run.seed = seed;
+  run.config = shallow_copy(arm.config);
+  replace(run.config, "name", YAML::Node(run.id));
+  replace(run.config, "seed", YAML::Node(seed));
+  replace(run.config, "optimizer", scaled_lrs(arm.config["optimizer"], multiplier));
+  return run;
+}
+
+}  // namespace detail
 
 SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
   check_config_tree(config, origin);
@@ -108,6 +166,15 @@ SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
   for (double m : multipliers) sweep.check(m > 0.0, "lr_multipliers", "every multiplier must be > 0");
   auto seeds = sweep.get<std::vector<uint64_t>>("seeds", {default_seed});
   sweep.check(!seeds.empty(), "seeds", "needs at least one seed");
+  if (sweep.has("tune")) {
+    sweep.check(!sweep.has("lr_multipliers"), "tune",
+                "sets the lr grid itself: remove lr_multipliers, or tune");
+    plan.tune = read_tune(sweep, config["sweep"]["tune"], seeds);
+    multipliers.clear();
+    for (int k = plan.tune->lr_log2_low; k <= plan.tune->lr_log2_high; ++k) {
+      multipliers.push_back(std::ldexp(1.0, k));
+    }
+  }
 
   // Optimizer entries: each a full optimizer section, plus an optional label.
   std::vector<std::pair<std::string, YAML::Node>> optimizers;
@@ -175,33 +242,32 @@ SweepPlan plan_sweep(const YAML::Node& config, const std::string& origin) {
                           "the limit of {:.0f}", run_count, kMaxRuns));
 
   std::set<std::string> ids;
-  for (const auto& setting : settings)
-  for (const auto& [optimizer_label, section] : optimizers) {
-    const std::string label = optimizer_label + setting.suffix;
-    for (double multiplier : multipliers) {
-      for (uint64_t seed : seeds) {
-        SweepRun run;
-        run.id = run_id(label, multiplier, seed);
-        sweep.check(ids.insert(run.id).second, "",
-                    "two runs would share the directory runs/" + run.id +
-                        ": make labels, lr_multipliers, seeds and grid values distinct");
-        run.optimizer_label = label;
-        run.lr_multiplier = multiplier;
-        run.seed = seed;
-        run.config = shallow_copy(config);
-        run.config.remove("sweep");
-        for (const auto& [path, value] : setting.values) {
-          try {
-            set_in_copy(run.config, path, value);
-          } catch (const ConfigError& e) {
-            grid.fail(path, e.what());
-          }
+  for (const auto& setting : settings) {
+    for (const auto& [entry_label, section] : optimizers) {
+      SweepArm arm;
+      arm.label = entry_label + setting.suffix;
+      arm.entry_label = entry_label;
+      arm.workload = setting.suffix.empty() ? "" : setting.suffix.substr(1);
+      arm.config = shallow_copy(config);
+      arm.config.remove("sweep");
+      for (const auto& [path, value] : setting.values) {
+        try {
+          set_in_copy(arm.config, path, value);
+        } catch (const ConfigError& e) {
+          grid.fail(path, e.what());
         }
-        replace(run.config, "name", YAML::Node(run.id));
-        replace(run.config, "seed", YAML::Node(seed));
-        replace(run.config, "optimizer", scaled_lrs(section, multiplier));
-        plan.runs.push_back(run);
       }
+      replace(arm.config, "optimizer", section);
+      for (double multiplier : multipliers) {
+        for (uint64_t seed : seeds) {
+          auto run = detail::make_run(arm, multiplier, seed, plan.tune ? "tune" : "");
+          sweep.check(ids.insert(run.id).second, "",
+                      "two runs would share the directory runs/" + run.id +
+                          ": make labels, lr_multipliers, seeds and grid values distinct");
+          plan.runs.push_back(run);
+        }
+      }
+      plan.arms.push_back(arm);
     }
   }
   return plan;

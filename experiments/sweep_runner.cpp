@@ -12,10 +12,11 @@
 #include <fcntl.h>
 
 #include <chrono>
-#include <thread>
 #include <map>
 #include <optional>
+#include <set>
 #include <system_error>
+#include <thread>
 
 namespace blockopt::experiments {
 
@@ -53,8 +54,16 @@ template <typename Todo>
 std::vector<size_t> prepare_sweep(const SweepPlan& plan, const fs::path& dir, Todo todo) {
   fs::create_directories(dir / "runs");
   nlohmann::json index = {{"name", plan.name}, {"target_loss", plan.target_loss}, {"runs", nlohmann::json::array()}};
+  if (plan.tune) {
+    index["tune"] = {{"lr_log2", {plan.tune->lr_log2_low, plan.tune->lr_log2_high}},
+                     {"extend_to", {plan.tune->bound_low, plan.tune->bound_high}},
+                     {"tuning_seeds", plan.tune->tuning_seeds},
+                     {"final_seeds", plan.tune->final_seeds}};
+  }
   for (const auto& run : plan.runs) {
     index["runs"].push_back({{"id", run.id}, {"optimizer", run.optimizer_label},
+                             {"entry", run.entry_label}, {"workload", run.workload},
+                             {"stage", run.stage},
                              {"lr_multiplier", run.lr_multiplier}, {"seed", run.seed},
                              {"lr", run.config["optimizer"]["lr"] ? run.config["optimizer"]["lr"].as<double>() : 0.0}});
   }
@@ -62,7 +71,7 @@ std::vector<size_t> prepare_sweep(const SweepPlan& plan, const fs::path& dir, To
   std::vector<size_t> runs;
   for (size_t i = 0; i < plan.runs.size(); ++i) {
     const auto run_dir = dir / "runs" / plan.runs[i].id;
-    if (!todo(detail::read_json_or_null(run_dir / "summary.json"))) continue;
+    if (!todo(plan.runs[i], detail::read_json_or_null(run_dir / "summary.json"))) continue;
     fs::create_directories(run_dir);
     write_file_atomic(run_dir / "config.yaml", yaml_text(plan.runs[i].config));
     runs.push_back(i);
@@ -92,44 +101,50 @@ SweepOutcome count_outcomes(const SweepPlan& plan, const fs::path& dir) {
 
 }  // namespace
 
-SweepOutcome run_sweep(const SweepPlan& plan, const fs::path& dir, const std::string& blockopt_exe,
-                       int nproc) {
-  // Runs still to do: all but the completed ones.
-  const auto todo = prepare_sweep(plan, dir, [](const nlohmann::json& summary) {
-    return !(summary.is_object() && summary.value("status", "") == "completed");
-  });
-  spdlog::info("sweep {}: {} runs, {} to do, {} at a time", plan.name, plan.runs.size(), todo.size(),
-               plan.parallel);
+SweepOutcome run_sweep(const SweepPlan& initial_plan, const fs::path& dir,
+                       const std::string& blockopt_exe, int nproc) {
+  SweepPlan plan = initial_plan;
+  std::set<std::string> attempted;  // in this call: a crashed run is not retried stage after stage
+  do {
+    // Runs still to do: all that have not completed or diverged (both final).
+    const auto todo = prepare_sweep(plan, dir, [&](const SweepRun& run, const nlohmann::json& summary) {
+      const std::string status = summary.is_object() ? summary.value("status", "") : "";
+      return !attempted.count(run.id) && status != "completed" && status != "diverged";
+    });
+    spdlog::info("sweep {}: {} runs, {} to do, {} at a time", plan.name, plan.runs.size(),
+                 todo.size(), plan.parallel);
 
-  std::map<pid_t, size_t> active;
-  std::map<size_t, int> exit_codes;
-  auto reap_one = [&] {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, 0);
-    if (pid <= 0 || !active.count(pid)) return;
-    exit_codes[active[pid]] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    active.erase(pid);
-  };
-  for (size_t i : todo) {
-    while (static_cast<int>(active.size()) >= plan.parallel) reap_one();
-    const auto run_dir = dir / "runs" / plan.runs[i].id;
-    spdlog::info("sweep {}: starting {}", plan.name, plan.runs[i].id);
-    if (const auto pid = start_run(blockopt_exe, run_dir, nproc)) {
-      active[*pid] = i;
-    } else {
-      exit_codes[i] = 127;  // a shell's code for a command it cannot run; recorded as failed below
+    std::map<pid_t, size_t> active;
+    std::map<size_t, int> exit_codes;
+    auto reap_one = [&] {
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, 0);
+      if (pid <= 0 || !active.count(pid)) return;
+      exit_codes[active[pid]] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      active.erase(pid);
+    };
+    for (size_t i : todo) {
+      attempted.insert(plan.runs[i].id);
+      while (static_cast<int>(active.size()) >= plan.parallel) reap_one();
+      const auto run_dir = dir / "runs" / plan.runs[i].id;
+      spdlog::info("sweep {}: starting {}", plan.name, plan.runs[i].id);
+      if (const auto pid = start_run(blockopt_exe, run_dir, nproc)) {
+        active[*pid] = i;
+      } else {
+        exit_codes[i] = 127;  // a shell's code for a command it cannot run; recorded as failed below
+      }
     }
-  }
-  while (!active.empty()) reap_one();
+    while (!active.empty()) reap_one();
 
-  for (size_t i = 0; i < plan.runs.size(); ++i) {
-    const auto run_dir = dir / "runs" / plan.runs[i].id;
-    auto summary = detail::read_json_or_null(run_dir / "summary.json");
-    const std::string status = summary.is_object() ? summary.value("status", "failed") : "failed";
-    if (status != "completed" && status != "diverged") {
-      record_crash(run_dir, plan.runs[i].id, exit_codes.count(i) ? exit_codes[i] : -1);
+    for (size_t i : todo) {
+      const auto run_dir = dir / "runs" / plan.runs[i].id;
+      auto summary = detail::read_json_or_null(run_dir / "summary.json");
+      const std::string status = summary.is_object() ? summary.value("status", "failed") : "failed";
+      if (status != "completed" && status != "diverged") {
+        record_crash(run_dir, plan.runs[i].id, exit_codes.count(i) ? exit_codes[i] : -1);
+      }
     }
-  }
+  } while (detail::extend_tuning(plan, dir));
   write_file_atomic(dir / "comparison.json", compare_sweep(dir).dump(2) + "\n");
   return count_outcomes(plan, dir);
 }
@@ -209,7 +224,7 @@ int run_with_lease(const std::string& blockopt_exe, const fs::path& run_dir, int
 
 }  // namespace
 
-SweepOutcome run_sweep_worker(const SweepPlan& plan, const fs::path& dir,
+SweepOutcome run_sweep_worker(const SweepPlan& initial_plan, const fs::path& dir,
                               const std::string& blockopt_exe, int nproc, double lease_s) {
   if (!(lease_s > 0.0)) throw std::invalid_argument("the lease must be > 0 seconds");
   const std::chrono::duration<double> lease(lease_s);
@@ -217,7 +232,11 @@ SweepOutcome run_sweep_worker(const SweepPlan& plan, const fs::path& dir,
   gethostname(host, sizeof host - 1);
   const std::string worker = fmt::format("{}:{}", host, getpid());
   // Every run without a summary: completed, diverged and crashed runs are final.
-  prepare_sweep(plan, dir, [](const nlohmann::json& summary) { return !summary.is_object(); });
+  const auto without_summary = [](const SweepRun&, const nlohmann::json& summary) {
+    return !summary.is_object();
+  };
+  SweepPlan plan = initial_plan;
+  prepare_sweep(plan, dir, without_summary);
   spdlog::info("sweep {}: worker {} (lease {} s)", plan.name, worker, lease_s);
   while (true) {
     bool pending = false, ran = false;
@@ -234,7 +253,11 @@ SweepOutcome run_sweep_worker(const SweepPlan& plan, const fs::path& dir,
       }
       if (holds_claim(run_dir, worker)) fs::remove(claim_path(run_dir));
     }
-    if (!pending) break;
+    if (!pending) {
+      if (!detail::extend_tuning(plan, dir)) break;
+      prepare_sweep(plan, dir, without_summary);  // the same files from every worker
+      continue;
+    }
     // Every remaining run is held by another worker: wait, to take it over if its lease runs out.
     if (!ran) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(1.0, lease_s / 4)));
   }

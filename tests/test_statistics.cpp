@@ -42,3 +42,30 @@ TEST(Statistics, LineFitSlopeInterval) {
   EXPECT_NE(blockopt::test::error_of([] { ex::fit_line({1, 1, 1}, {1, 2, 3}); }).find("every x is the same"),
             std::string::npos);
 }
+
+// Wikipedia's "Welch's t-test" example 1 (t = -2.46, dof = 25.0, p = 0.021 as printed); the
+// digits below are from python: the formulas in plain floats, p = 1 - 2 * Simpson's integral of
+// the t density over [0, |t|] with 2e5 intervals.
+TEST(Statistics, WelchTestMatchesAnIndependentIntegral) {
+  const std::vector<double> a = {27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1,
+                                 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4};
+  const std::vector<double> b = {27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0,
+                                 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4};
+  const auto w = ex::welch_t_test(a, b);
+  EXPECT_NEAR(w.t, -2.45535639828601, 1e-12);
+  EXPECT_NEAR(w.dof, 24.98852929023142, 1e-10);
+  EXPECT_NEAR(w.p_value, 0.021378001462862062, 1e-9);
+  EXPECT_NEAR(w.effect_size, -0.8965693907039245, 1e-12);
+  // Swapping the samples flips the sign of t and d, not the p-value.
+  const auto swapped = ex::welch_t_test(b, a);
+  EXPECT_DOUBLE_EQ(swapped.t, -w.t);
+  EXPECT_DOUBLE_EQ(swapped.p_value, w.p_value);
+}
+
+TEST(Statistics, WelchTestWithoutSpreadOrSeeds) {
+  EXPECT_EQ(ex::welch_t_test({1.0, 1.0}, {1.0, 1.0}).p_value, 1.0);
+  EXPECT_EQ(ex::welch_t_test({1.0, 1.0}, {2.0, 2.0}).p_value, 0.0);
+  EXPECT_NE(blockopt::test::error_of([] { ex::welch_t_test({1.0}, {1.0, 2.0}); })
+                .find("two or more values on each side, got 1 and 2"),
+            std::string::npos);
+}
