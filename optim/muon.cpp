@@ -31,6 +31,21 @@ torch::Tensor muon_momentum(const torch::Tensor& grad, torch::Tensor& buffer, do
   return nesterov ? grad.lerp(buffer, momentum) : buffer;  // (1-mu) G + mu B
 }
 
+torch::Tensor update_floor_factor(const torch::Tensor& weight, const torch::Tensor& update,
+                                  double floor, UpdateFloorMode mode) {
+  const auto norm = [mode](const torch::Tensor& matrix) {  // (rows, 1) or 0-d, clamped >= 1e-8
+    return (mode == UpdateFloorMode::row ? matrix.norm(2, {1}, /*keepdim=*/true) : matrix.norm())
+        .clamp_min(1e-8);
+  };
+  return (floor * norm(weight) / norm(update)).clamp_min(1.0);
+}
+
+void hyperball_step(torch::Tensor& param, const torch::Tensor& update, double lr) {
+  const auto radius = param.norm();  // ||W||_F
+  auto moved = param - update * (lr * radius / update.norm().clamp_min(1e-10));
+  param.copy_(moved / moved.norm().clamp_min(1e-10) * radius);
+}
+
 double muon_scale(MuonScale scale, int64_t rows, int64_t cols) {
   if (scale == MuonScale::original) {
     return std::sqrt(std::max(1.0, static_cast<double>(rows) / static_cast<double>(cols)));
@@ -66,8 +81,7 @@ torch::Tensor Muon::step(LossClosure closure) {
          const MuonOptions& options) {
         auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
         const double s = muon_scale(options.scale(), ortho.size(0), ortho.size(1));
-        param.mul_(1.0 - options.lr() * options.weight_decay());
-        param.add_(ortho.reshape(param.sizes()), -options.lr() * s);
+        matrix_step(param, ortho, s, options);
       });
   return loss;
 }

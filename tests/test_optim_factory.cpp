@@ -87,4 +87,22 @@ TEST(OptimFactory, RoutesFallbackWithItsOwnOptions) {
   EXPECT_EQ(make("{name: muon, fallback_keywords: [wte, wq]}")->param_groups().size(), 1u);
 }
 
+// The variant keys come from the field lists.
+TEST(OptimFactory, VariantKeys) {
+  auto normuon = make(
+      "{name: normuon, reduce: shorter_axis, hyperball: true, update_floor: 0.35, "
+      "update_floor_mode: row}");
+  const auto& variants =
+      static_cast<const bo::NorMuonOptions&>(normuon->param_groups()[0].options());
+  EXPECT_EQ(variants.reduce(), bo::NorMuonReduce::shorter_axis);
+  EXPECT_TRUE(variants.hyperball());
+  EXPECT_EQ(variants.update_floor(), 0.35);
+  EXPECT_EQ(variants.update_floor_mode(), bo::UpdateFloorMode::row);
+  auto muon = make("{name: muon, hyperball: true, update_floor: 0.3}");
+  const auto& muon_variants = static_cast<const bo::MuonOptions&>(muon->param_groups()[0].options());
+  EXPECT_TRUE(muon_variants.hyperball());
+  EXPECT_EQ(muon_variants.update_floor(), 0.3);
+  EXPECT_EQ(muon_variants.update_floor_mode(), bo::UpdateFloorMode::tensor);
+}
+
 }  // namespace
