@@ -8,6 +8,23 @@ namespace blockopt::optim {
 
 MuonOptions::MuonOptions(double lr) : lr_(lr) {}
 
+MuonOptions MuonOptions::torch_compat() {
+  return MuonOptions(1e-3)
+      .weight_decay(0.1)
+      .momentum(0.95)
+      .nesterov(true)
+      .ns_steps(5)
+      .ns_eps_mode(NsEpsMode::clamp)
+      .ns_dtype(NsDtype::bfloat16)
+      .ns_coefficients(NsCoefficients::jordan)
+      .scale(MuonScale::original)
+      .float32_state(false)
+      .fallback_lr(1e-3)
+      .fallback_betas(std::make_tuple(0.9, 0.999))
+      .fallback_eps(1e-8)
+      .fallback_weight_decay(0.01);
+}
+
 void MuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);

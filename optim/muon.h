@@ -74,6 +74,12 @@ struct MuonOptions : public FieldOptions<MuonOptions> {
   using betas_t = optim::betas_t;
   BLOCKOPT_OPTION_FIELDS(BLOCKOPT_MUON_FIELDS)
 
+  // PyTorch >= 2.9 torch.optim.Muon with its defaults (lr 1e-3, weight_decay 0.1, momentum
+  // 0.95, nesterov, Newton-Schulz in bfloat16 on X / max(||X||, 1e-7), 5 steps, adjust_lr_fn
+  // "original" = scale original; set scale(MuonScale::match_rms_adamw) for "match_rms_adamw"),
+  // state in the parameter dtype as torch keeps it, and the fallback set to torch.optim.AdamW's
+  // defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0.01). Config: `preset: torch`.
+  static MuonOptions torch_compat();
 };
 
 struct MuonParamState : public torch::optim::OptimizerCloneableParamState<MuonParamState>,

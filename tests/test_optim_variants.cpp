@@ -1,12 +1,13 @@
-// The NorMuon variants of the modded-nanogpt optimization track (options of Muon and NorMuon),
-// each checked on its defining property or against a reference written here with plain
-// tensor ops:
+// The NorMuon variants of the modded-nanogpt optimization track (options of Muon and NorMuon)
+// and the torch.optim.Muon preset, each checked on its defining property or against a
+// reference written here with plain tensor ops:
 //   reduce: shorter_axis  v averages over the shorter axis: a wide matrix gets equal column
 //                         norms, a tall one equal row norms;
 //   hyperball             ||W||_F stays at its initial value, weight decay does nothing, and a
 //                         step is lr ||W|| along U / ||U||;
 //   update_floor          every row (tensor) reaches ||U_i|| / ||W_i|| >= f, rows (tensors)
-//                         already there are unchanged bit for bit, lifted ones keep direction.
+//                         already there are unchanged bit for bit, lifted ones keep direction;
+//   MuonOptions::torch_compat()  steps like torch.optim.Muon (torch/optim/_muon.py).
 #include <blockopt/blockopt.h>
 
 #include <gtest/gtest.h>
@@ -331,6 +332,113 @@ TEST(OptimVariants, UpdateFloorLiftsOnlyWhatIsBelowIt) {
     expect_update_floor_properties<bo::Muon>(bo::MuonOptions(), mode);
     expect_update_floor_properties<bo::NorMuon>(bo::NorMuonOptions(), mode);
   }
+}
+
+// ---- torch.optim.Muon ----------------------------------------------------------------------
+
+// torch.optim.Muon's step (PyTorch 2.9, torch/optim/_muon.py, _single_tensor_muon and
+// _zeropower_via_newtonschulz) for one 2-D parameter, written from that file.
+struct TorchMuon {
+  double lr = 1e-3, weight_decay = 0.1, momentum = 0.95, eps = 1e-7;
+  bool nesterov = true, use_addmm = false, match_rms_adamw = false;
+  bool contiguous_transpose = false;  // torch: false
+  int64_t ns_steps = 5;
+  torch::Dtype ns_dtype = torch::kBFloat16;  // torch: grad.bfloat16()
+
+  void step(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& buffer) const {
+    const double a = 3.4445, b = -4.7750, c = 2.0315;
+    buffer.lerp_(grad, 1 - momentum);
+    auto update = nesterov ? grad.lerp(buffer, momentum) : buffer;
+    auto x = update.to(ns_dtype, /*non_blocking=*/false, /*copy=*/true);
+    const bool tall = grad.size(0) > grad.size(1);
+    if (tall) x = x.t();
+    if (contiguous_transpose) x = x.contiguous();  // blockopt's layout (see the bf16 test)
+    x.div_(x.norm().clamp_min(eps));
+    for (int64_t k = 0; k < ns_steps; ++k) {
+      const auto gram = x.mm(x.t());
+      if (use_addmm) {
+        const auto gram_update = torch::addmm(gram, gram, gram, b, c);
+        x = torch::addmm(x, gram_update, x, a);
+      } else {
+        const auto gram_update = b * gram + c * gram.mm(gram);
+        x = a * x + gram_update.mm(x);
+      }
+    }
+    if (tall) x = x.t();
+    const double rows = grad.size(0), cols = grad.size(1);
+    const double ratio = match_rms_adamw ? 0.2 * std::sqrt(std::max(rows, cols))
+                                         : std::sqrt(std::max(1.0, rows / cols));
+    param.mul_(1 - lr * weight_decay);
+    param.add_(x, -lr * ratio);
+  }
+};
+
+// Four steps of the preset against TorchMuon on a tall, a wide and a square matrix (to
+// `tolerance`; 0: bit for bit), and of its fallback on two other tensors against
+// torch::optim::AdamW with its defaults (torch.optim.AdamW's; the fused loop agrees to 1e-14,
+// see OptimAdamMini.ElementwiseAndAdamWEqualTorchAdamW).
+void expect_torch_muon(const bo::MuonOptions& preset, const TorchMuon& reference,
+                       double tolerance) {
+  auto named = matrices(torch::kDouble);
+  named.insert("wte.weight", torch::randn({12, 8}, torch::kDouble).requires_grad_(true));
+  named.insert("h.0.mlp.fc.bias", torch::randn({16}, torch::kDouble).requires_grad_(true));
+  auto mirror = clone(named);
+  bo::Muon optimizer(named, preset);
+  std::vector<torch::Tensor> fallback = {mirror["wte.weight"], mirror["h.0.mlp.fc.bias"]};
+  torch::optim::AdamW adamw(fallback, torch::optim::AdamWOptions());
+  std::vector<torch::Tensor> buffers;
+  for (const auto* name : {kTall, kWide, kSquare}) {
+    buffers.push_back(torch::zeros_like(named[name]));
+  }
+  for (int64_t t = 1; t <= 4; ++t) {
+    set_grads({&named, &mirror}, t);
+    optimizer.step();
+    adamw.step();
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (const auto* name : {kTall, kWide, kSquare}) {
+      reference.step(mirror[name], mirror[name].grad(), buffers[i++]);
+    }
+    for (const auto& item : named) {
+      const bool fallback = !bo::RoutingRule{}.is_matrix(item.key(), item.value());
+      const double bound = fallback ? 1e-14 : tolerance;
+      EXPECT_TRUE(torch::allclose(item.value(), mirror[item.key()], bound, bound))
+          << item.key() << " step " << t << " max diff "
+          << (item.value() - mirror[item.key()]).abs().max().item<double>();
+    }
+  }
+}
+
+// Every rule but the bf16 Newton-Schulz, in float64 (NS in float64 on both sides): the
+// momentum, the clamp eps, the lr adjustment of both adjust_lr_fn and the decay with the
+// unadjusted lr, whether torch runs its NS with addmm or not (float64 round-off, 1e-12).
+TEST(OptimVariants, TorchCompatPresetStepsLikeTorchOptimMuon) {
+  for (const bool match_rms_adamw : {false, true}) {
+    for (const bool use_addmm : {false, true}) {
+      SCOPED_TRACE(std::string(match_rms_adamw ? "match_rms_adamw" : "original") +
+                   (use_addmm ? " use_addmm" : ""));
+      auto preset = bo::MuonOptions::torch_compat().ns_dtype(bo::NsDtype::parameter);
+      if (match_rms_adamw) preset.scale(bo::MuonScale::match_rms_adamw);
+      TorchMuon reference;
+      reference.ns_dtype = torch::kFloat64;
+      reference.use_addmm = use_addmm;
+      reference.match_rms_adamw = match_rms_adamw;
+      expect_torch_muon(preset, reference, 1e-12);
+    }
+  }
+}
+
+// The preset as it is, Newton-Schulz in bfloat16 like torch's: the same bf16 operations as
+// torch.optim.Muon(use_addmm=True), bit for bit, on wide and square matrices. On a tall
+// matrix torch multiplies the transposed view X^T in place of a contiguous copy, another bf16
+// GEMM path that rounds differently; with that view made contiguous the steps are equal too.
+// (torch's default use_addmm=False rounds b A + c A A and a X + B X in separate bf16 steps;
+// the float64 test above covers that form.)
+TEST(OptimVariants, TorchCompatPresetRunsTorchsBfloat16NewtonSchulzBitForBit) {
+  TorchMuon reference;
+  reference.use_addmm = true;
+  reference.contiguous_transpose = true;
+  expect_torch_muon(bo::MuonOptions::torch_compat(), reference, 0.0);
 }
 
 }  // namespace
