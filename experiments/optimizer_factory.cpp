@@ -101,7 +101,15 @@ std::unique_ptr<torch::optim::Optimizer> build(const NamedParameters& named_para
     return optimizer;
   }
   if (name == "muon") {
+    // `preset: torch` starts from MuonOptions::torch_compat(); keys given next to it override.
+    // NOTE: read only when present, so configs without it resolve as before.
     MuonOptions o;
+    if (config.has("preset")) {
+      const auto preset = config.get<std::string>("preset");
+      config.check(preset == "torch", "preset",
+                   "unknown value \"" + preset + "\" (allowed: torch)");
+      o = MuonOptions::torch_compat();
+    }
     read_options(config, o);
     return build_matrix<Muon>(named_params, config, o, layout);
   }

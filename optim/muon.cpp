@@ -8,6 +8,23 @@ namespace blockopt::optim {
 
 MuonOptions::MuonOptions(double lr) : lr_(lr) {}
 
+MuonOptions MuonOptions::torch_compat() {
+  return MuonOptions(1e-3)
+      .weight_decay(0.1)
+      .momentum(0.95)
+      .nesterov(true)
+      .ns_steps(5)
+      .ns_eps_mode(NsEpsMode::clamp)
+      .ns_dtype(NsDtype::bfloat16)
+      .ns_coefficients(NsCoefficients::jordan)
+      .scale(MuonScale::original)
+      .float32_state(false)
+      .fallback_lr(1e-3)
+      .fallback_betas(std::make_tuple(0.9, 0.999))
+      .fallback_eps(1e-8)
+      .fallback_weight_decay(0.01);
+}
+
 void MuonParamState::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(momentum_buffer);
@@ -29,6 +46,21 @@ torch::Tensor muon_momentum(const torch::Tensor& grad, torch::Tensor& buffer, do
   if (!buffer.defined()) buffer = torch::zeros_like(grad, torch::MemoryFormat::Contiguous);
   buffer.lerp_(grad, 1.0 - momentum);                  // B <- mu B + (1-mu) G
   return nesterov ? grad.lerp(buffer, momentum) : buffer;  // (1-mu) G + mu B
+}
+
+torch::Tensor update_floor_factor(const torch::Tensor& weight, const torch::Tensor& update,
+                                  double floor, UpdateFloorMode mode) {
+  const auto norm = [mode](const torch::Tensor& matrix) {  // (rows, 1) or 0-d, clamped >= 1e-8
+    return (mode == UpdateFloorMode::row ? matrix.norm(2, {1}, /*keepdim=*/true) : matrix.norm())
+        .clamp_min(1e-8);
+  };
+  return (floor * norm(weight) / norm(update)).clamp_min(1.0);
+}
+
+void hyperball_step(torch::Tensor& param, const torch::Tensor& update, double lr) {
+  const auto radius = param.norm();  // ||W||_F
+  auto moved = param - update * (lr * radius / update.norm().clamp_min(1e-10));
+  param.copy_(moved / moved.norm().clamp_min(1e-10) * radius);
 }
 
 double muon_scale(MuonScale scale, int64_t rows, int64_t cols) {
@@ -66,8 +98,7 @@ torch::Tensor Muon::step(LossClosure closure) {
          const MuonOptions& options) {
         auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
         const double s = muon_scale(options.scale(), ortho.size(0), ortho.size(1));
-        param.mul_(1.0 - options.lr() * options.weight_decay());
-        param.add_(ortho.reshape(param.sizes()), -options.lr() * s);
+        matrix_step(param, ortho, s, options);
       });
   return loss;
 }

@@ -38,6 +38,11 @@ NorMuon::NorMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups,
 }
 
 namespace {
+// v averages over the rows (one entry per column) of a wide matrix under reduce: shorter_axis.
+bool second_moment_per_column(int64_t rows, int64_t cols, const NorMuonOptions& options) {
+  return options.reduce() == NorMuonReduce::shorter_axis && rows < cols;
+}
+
 void check_normuon_state(const NorMuonParamState& state, const torch::Tensor& param,
                          const NorMuonOptions& options, const detail::ParamSlot& slot) {
   detail::check_fallback_state(state, param, options, "NorMuon", slot);
@@ -45,8 +50,10 @@ void check_normuon_state(const NorMuonParamState& state, const torch::Tensor& pa
   detail::check_state_tensor(state.momentum_buffer(), "momentum_buffer", param.numel(), dtype, param,
                      "NorMuon", slot);
   const int64_t rows = param.dim() >= 1 ? param.size(0) : 1;
-  detail::check_state_tensor(state.second_moment(), "second_moment", rows, dtype, param, "NorMuon",
-                     slot);
+  const int64_t cols = param.numel() / std::max<int64_t>(rows, 1);
+  detail::check_state_tensor(state.second_moment(), "second_moment",
+                             second_moment_per_column(rows, cols, options) ? cols : rows, dtype,
+                             param, "NorMuon", slot);
 }
 }  // namespace
 
@@ -61,9 +68,15 @@ torch::Tensor NorMuon::step(LossClosure closure) {
         // fp32 parameters after a bf16 NS).
         auto ortho = orthogonalised_momentum(param, grad, state.momentum_buffer(), options);  // (rows, cols)
         const auto rows = ortho.size(0), cols = ortho.size(1);
-        if (!state.second_moment().defined()) state.second_moment(torch::zeros({rows, 1}, param.options()));
-        auto row_mean_sq = ortho.square().mean(1, /*keepdim=*/true);  // r, (rows, 1)
-        state.second_moment().lerp_(row_mean_sq, 1.0 - options.beta2());  // v <- b2 v + (1-b2) r
+        const bool per_column = second_moment_per_column(rows, cols, options);
+        if (!state.second_moment().defined()) {
+          state.second_moment(torch::zeros(per_column ? std::vector<int64_t>{1, cols}
+                                                      : std::vector<int64_t>{rows, 1},
+                                           param.options()));
+        }
+        // r, (rows, 1): mean over the columns; per column (1, cols): mean over the rows.
+        auto mean_sq = ortho.square().mean(per_column ? 0 : 1, /*keepdim=*/true);
+        state.second_moment().lerp_(mean_sq, 1.0 - options.beta2());  // v <- b2 v + (1-b2) r
         auto normalized = ortho / (state.second_moment().sqrt() + 1e-10);  // O'
         auto normalized_norm = normalized.norm() + 1e-10;
         torch::Tensor update;
@@ -73,8 +86,7 @@ torch::Tensor NorMuon::step(LossClosure closure) {
         } else {
           update = normalized * (0.2 * std::sqrt(static_cast<double>(rows * cols)) / normalized_norm);
         }
-        param.mul_(1.0 - options.lr() * options.weight_decay());
-        param.add_(update.reshape(param.sizes()), -options.lr());
+        matrix_step(param, update, 1.0, options);
       });
   return loss;
 }

@@ -87,4 +87,48 @@ TEST(OptimFactory, RoutesFallbackWithItsOwnOptions) {
   EXPECT_EQ(make("{name: muon, fallback_keywords: [wte, wq]}")->param_groups().size(), 1u);
 }
 
+// The variant keys come from the field lists.
+TEST(OptimFactory, VariantKeys) {
+  auto normuon = make(
+      "{name: normuon, reduce: shorter_axis, hyperball: true, update_floor: 0.35, "
+      "update_floor_mode: row}");
+  const auto& variants =
+      static_cast<const bo::NorMuonOptions&>(normuon->param_groups()[0].options());
+  EXPECT_EQ(variants.reduce(), bo::NorMuonReduce::shorter_axis);
+  EXPECT_TRUE(variants.hyperball());
+  EXPECT_EQ(variants.update_floor(), 0.35);
+  EXPECT_EQ(variants.update_floor_mode(), bo::UpdateFloorMode::row);
+  auto muon = make("{name: muon, hyperball: true, update_floor: 0.3}");
+  const auto& muon_variants = static_cast<const bo::MuonOptions&>(muon->param_groups()[0].options());
+  EXPECT_TRUE(muon_variants.hyperball());
+  EXPECT_EQ(muon_variants.update_floor(), 0.3);
+  EXPECT_EQ(muon_variants.update_floor_mode(), bo::UpdateFloorMode::tensor);
+}
+
+// `preset: torch` starts Muon from MuonOptions::torch_compat(); keys next to it override it.
+TEST(OptimFactory, TorchPreset) {
+  // Compared through the archive: every field, the fallback ones included.
+  const auto archived = [](const bo::MuonOptions& options) {
+    std::vector<c10::IValue> values;
+    bo::MuonOptions::visit_fields(options, [&](const bo::Field& field, const auto& value) {
+      if (!field.key().empty()) values.push_back(bo::detail::to_ivalue(value));
+    });
+    return values;
+  };
+  auto preset = make("{name: muon, preset: torch}");
+  const auto& matrix = static_cast<const bo::MuonOptions&>(preset->param_groups()[0].options());
+  EXPECT_EQ(archived(matrix), archived(bo::MuonOptions::torch_compat()));
+  const auto& fallback = static_cast<const bo::MuonOptions&>(preset->param_groups()[1].options());
+  EXPECT_EQ(fallback.lr(), 1e-3);
+  EXPECT_EQ(fallback.weight_decay(), 0.01);
+  auto moonlight = make("{name: muon, preset: torch, scale: match_rms_adamw, lr: 0.002}");
+  const auto& overridden =
+      static_cast<const bo::MuonOptions&>(moonlight->param_groups()[0].options());
+  EXPECT_EQ(overridden.scale(), bo::MuonScale::match_rms_adamw);
+  EXPECT_EQ(overridden.lr(), 0.002);
+  EXPECT_EQ(overridden.weight_decay(), 0.1);
+  EXPECT_THROW(make("{name: muon, preset: moonlight}"), ConfigError);
+  EXPECT_THROW(make("{name: normuon, preset: torch}"), ConfigError);  // Muon only
+}
+
 }  // namespace

@@ -53,6 +53,8 @@ TEST(OptimOptions, EnumErrorsListTheAllowedValues) {
       {"{name: muon, ns_eps_mode: foo}", "(allowed: add, clamp)"},
       {"{name: normuon, ns_dtype: float16}", "unknown value \"float16\" (allowed: \"\", bfloat16)"},
       {"{name: normuon, final_scale: foo}", "(allowed: preserve_norm, rms)"},
+      {"{name: normuon, reduce: columns}", "(allowed: rows, shorter_axis)"},
+      {"{name: muon, update_floor_mode: column}", "(allowed: tensor, row)"},
       {"{name: asgo, root: foo}", "(allowed: polar_express, eigh)"},
       {"{name: asgo, side: foo}", "(allowed: auto, left, right)"},
       {"{name: adam_mini, partition: foo}", "(allowed: gpt, v111, elementwise, custom)"},
@@ -313,7 +315,11 @@ TEST(OptimOptions, ArchiveKeysAndKindsAreThoseOfOlderCheckpoints) {
                                                       {"ns_eps_mode", "String"},
                                                       {"scale", "String"},
                                                       {"ns_dtype", "String"},
-                                                      {"ns_coefficients", "String"}}));
+                                                      {"ns_coefficients", "String"},
+                                                      // added later (optional in an archive)
+                                                      {"update_floor", "Double"},
+                                                      {"update_floor_mode", "String"},
+                                                      {"hyperball", "Bool"}}));
   expect_archive_keys<bo::NorMuonOptions>(with_fallback({{"lr", "Double"},
                                                          {"momentum", "Double"},
                                                          {"nesterov", "Bool"},
@@ -323,7 +329,12 @@ TEST(OptimOptions, ArchiveKeysAndKindsAreThoseOfOlderCheckpoints) {
                                                          {"ns_dtype", "String"},
                                                          {"ns_coefficients", "String"},
                                                          {"beta2", "Double"},
-                                                         {"final_scale", "String"}}));
+                                                         {"final_scale", "String"},
+                                                         // added later (optional in an archive)
+                                                         {"reduce", "String"},
+                                                         {"update_floor", "Double"},
+                                                         {"update_floor_mode", "String"},
+                                                         {"hyperball", "Bool"}}));
   expect_archive_keys<bo::ASGOOptions>(with_fallback({{"lr", "Double"},
                                                       {"momentum", "Double"},
                                                       {"beta2", "Double"},
