@@ -34,13 +34,25 @@ Curve read_curve(const fs::path& metrics) {
   return c;
 }
 
+// mean +- the half width of its 95% interval over seeds (sweep_compare.cpp: stats_json).
 std::string number(const nlohmann::json& stats, const char* unit = "") {
   if (!stats.is_object()) return "&ndash;";
-  if (stats.value("count", 0) > 1) {
+  if (stats.contains("ci95") && stats["ci95"].is_number()) {
     return fmt::format("{:.4g} &plusmn; {:.2g}{} (n={})", stats["mean"].get<double>(),
-                       stats["std"].get<double>(), unit, stats["count"].get<int>());
+                       stats["ci95"].get<double>(), unit, stats["count"].get<int>());
   }
-  return fmt::format("{:.4g}{}", stats["mean"].get<double>(), unit);
+  return fmt::format("{:.4g}{} (n={})", stats["mean"].get<double>(), unit, stats.value("count", 1));
+}
+
+// 548_000 -> "535 KiB".
+std::string bytes_text(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int unit = 0;
+  while (bytes >= 1024.0 && unit < 3) {
+    bytes /= 1024.0;
+    ++unit;
+  }
+  return fmt::format(unit == 0 ? "{:.0f} {}" : "{:.3g} {}", bytes, units[unit]);
 }
 
 std::string base64(const std::string& bytes) {
@@ -286,6 +298,32 @@ std::string single_run(const fs::path& dir) {
   return body + theory_section(dir, {dir}) + hessian_section(dir, "run");
 }
 
+// Pairwise Welch tests in plain words, and the performance profile across workloads.
+std::string verdicts_section(const nlohmann::json& comparison) {
+  std::string html;
+  if (!comparison["pairwise"].empty()) {
+    html += "<h2>Verdicts</h2><p>Final eval loss, Welch's t-test per pair of optimizers on the "
+            "same workload; d is the effect size in pooled standard deviations.</p><ul>";
+    for (const auto& pair : comparison["pairwise"]) html += "<li>" + svg::escape(pair["verdict"].get<std::string>()) + "</li>";
+    html += "</ul>";
+  }
+  if (comparison.contains("performance_profile")) {
+    const auto& profile = comparison["performance_profile"];
+    html += "<h2>Performance profile</h2><p>The fraction of workloads on which each optimizer "
+            "reached the target within &tau; &times; the fastest one's time (mean over seeds; "
+            "an optimizer whose seeds did not all reach it does not count).</p><table><tr><th>optimizer</th>";
+    for (const auto& tau : profile["tau"]) html += fmt::format("<th>&tau; = {:.3g}</th>", tau.get<double>());
+    html += "</tr>";
+    for (const auto& [entry, row] : profile["optimizers"].items()) {
+      html += "<tr><td>" + svg::escape(entry) + "</td>";
+      for (const auto& fraction : row["fraction"]) html += fmt::format("<td>{:.2f}</td>", fraction.get<double>());
+      html += "</tr>";
+    }
+    html += "</table>";
+  }
+  return html;
+}
+
 std::string sweep_page(const fs::path& dir) {
   const auto comparison = compare_sweep(dir);
   write_file_atomic(dir / "comparison.json", comparison.dump(2) + "\n");
@@ -296,9 +334,21 @@ std::string sweep_page(const fs::path& dir) {
   for (const auto& run : index["runs"]) run_dirs.push_back(dir / "runs" / run["id"].get<std::string>());
   std::string body = theory_section(dir, run_dirs);
 
-  body += "<h2>Best learning rate per optimizer</h2><table><tr><th>optimizer</th><th>lr</th>"
-          "<th>final eval loss</th><th>best eval loss</th><th>steps to target</th>"
-          "<th>time to target (s)</th><th>state bytes</th><th>peak RSS (MiB)</th><th>diverged / failed (all lrs)</th></tr>";
+  const bool tuned = comparison.contains("tune");
+  body += fmt::format(
+      "<h2>Optimizers at their best learning rate</h2><p>{}. Values are means &plusmn; the half "
+      "width of their 95% confidence interval (Student t over seeds).</p>",
+      tuned ? fmt::format("Tuned: lr = 2<sup>k</sup> &times; the base lr, k from {} (extended up "
+                          "to {} while the best was on an edge) on seeds {}; then the final seeds {} "
+                          "at the best lr, whose statistics these are",
+                          comparison["tune"]["lr_log2"].dump(), comparison["tune"]["extend_to"].dump(),
+                          comparison["tune"]["tuning_seeds"].dump(), comparison["tune"]["final_seeds"].dump())
+            : std::string("Statistics of the best lr's seeds (the same seeds chose it, so they are "
+                          "biased low; sweep.tune reruns the best lr on fresh seeds)"));
+  body += "<table><tr><th>optimizer</th><th>lr</th><th>lr on a grid edge</th>"
+          "<th>final eval loss</th><th>seeds at target</th><th>steps to target</th>"
+          "<th>time to target (s)</th><th>target rule</th><th>state</th><th>peak RSS</th>"
+          "<th>diverged / failed (all lrs)</th></tr>";
   std::vector<svg::Series> curves, sensitivity;
   std::vector<std::string> bar_labels;
   std::vector<double> bar_values;
@@ -308,39 +358,55 @@ std::string sweep_page(const fs::path& dir) {
     for (const auto& cell : info["grid"]) {
       diverged += cell["diverged"].get<int>();
       failed += cell["failed"].get<int>();
-      if (cell["final_eval_loss"].is_object()) {
+      const auto& loss = cell["final_eval_loss"];
+      if (loss.is_object()) {
+        const double half = loss.contains("ci95") && loss["ci95"].is_number() ? loss["ci95"].get<double>() : 0.0;
         lr_curve.x.push_back(cell["lr"]);
-        lr_curve.y.push_back(cell["final_eval_loss"]["mean"]);
-        lr_curve.lo.push_back(cell["final_eval_loss"]["min"]);
-        lr_curve.hi.push_back(cell["final_eval_loss"]["max"]);
+        lr_curve.y.push_back(loss["mean"]);
+        lr_curve.lo.push_back(loss["mean"].get<double>() - half);
+        lr_curve.hi.push_back(loss["mean"].get<double>() + half);
       }
     }
     sensitivity.push_back(lr_curve);
-    const auto& best = info["best"];
-    if (!best.is_object()) {
-      body += fmt::format(R"(<tr><td>{}</td><td colspan="7" class="diverged">no learning rate finished on every seed</td><td>{} / {}</td></tr>)",
+    const auto& stats = info.contains("final") ? info["final"] : info["best"];
+    if (!stats.is_object()) {
+      body += fmt::format(R"(<tr><td>{}</td><td colspan="9" class="diverged">no learning rate finished on every seed</td><td>{} / {}</td></tr>)",
                           label, diverged, failed);
       continue;
     }
-    nlohmann::json rss = best["peak_rss_bytes"];
+    const nlohmann::json rss = stats["peak_rss_bytes"], state = stats["optimizer_state_bytes"];
+    const bool on_edge = info.value("best_on_edge", false);
+    const std::string reached = stats.contains("reached_target")
+                                    ? fmt::format("{:.0f}%", 100.0 * stats["reached_target"].get<double>())
+                                    : "&ndash;";
+    const std::string rule = stats.contains("target_rule")
+                                 ? fmt::format("{} ({:.3g})", stats["target_rule"]["passed"].get<bool>() ? "met" : "not met",
+                                               stats["target_rule"]["value"].get<double>())
+                                 : "&ndash;";
     body += fmt::format(
-        "<tr><td>{}</td><td>{:.3g}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1f}</td><td>{} / {}</td></tr>",
-        label, best["lr"].get<double>(), number(best["final_eval_loss"]), number(best["best_eval_loss"]),
-        number(best["steps_to_target"]), number(best["time_to_target"]),
-        number(best["optimizer_state_bytes"]),
-        rss.is_object() ? rss["max"].get<double>() / (1 << 20) : 0.0, diverged, failed);
+        "<tr><td>{}</td><td>{:.3g}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+        "<td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+        label, stats["lr"].get<double>(), on_edge ? R"( class="diverged")" : "", on_edge ? "yes" : "no",
+        number(stats["final_eval_loss"]), reached, number(stats["steps_to_target"]),
+        number(stats["time_to_target"]), rule,
+        state.is_object() ? bytes_text(state["mean"].get<double>()) : "&ndash;",
+        rss.is_object() ? bytes_text(rss["max"].get<double>()) : "&ndash;", diverged, failed);
     bar_labels.push_back(label);
-    bar_values.push_back(best["time_to_target"].is_object() ? best["time_to_target"]["mean"].get<double>()
-                                                           : std::nan(""));
-    // Loss curves of the best lr: mean over seeds with a min/max band.
+    bar_values.push_back(stats["time_to_target"].is_object() ? stats["time_to_target"]["mean"].get<double>()
+                                                            : std::nan(""));
+    // Loss curves of the seeds behind the statistics: mean over seeds with a min/max band.
+    const std::string stage = tuned ? "final" : "";
     std::map<double, std::vector<double>> by_step;
     for (const auto& run : index["runs"]) {
-      if (run["optimizer"] != label || run["lr_multiplier"] != best["lr_multiplier"]) continue;
+      if (run["optimizer"] != label || run["lr_multiplier"] != stats["lr_multiplier"] ||
+          run.value("stage", "") != stage) {
+        continue;
+      }
       const auto curve = read_curve(dir / "runs" / run["id"].get<std::string>() / "metrics.jsonl");
       for (size_t i = 0; i < curve.steps.size(); ++i) by_step[curve.steps[i]].push_back(curve.loss[i]);
     }
     // Markers when there is a single step (a line through one point does not show).
-    svg::Series s{fmt::format("{} (lr {:.3g})", label, best["lr"].get<double>()), {}, {}, {}, {},
+    svg::Series s{fmt::format("{} (lr {:.3g})", label, stats["lr"].get<double>()), {}, {}, {}, {},
                   by_step.size() == 1};
     for (const auto& [step, values] : by_step) {
       double sum = 0;
@@ -354,7 +420,10 @@ std::string sweep_page(const fs::path& dir) {
   }
   body += "</table>";
   body += svg::line_plot({"training loss at the best lr (mean, min-max band over seeds)", "step", "loss", false, true}, curves);
-  body += svg::line_plot({"lr sensitivity: final eval loss (mean, min-max over seeds)", "learning rate", "final eval loss", true, true},
+  body += verdicts_section(comparison);
+  body += svg::line_plot({tuned ? "lr sensitivity (tuning seeds): final eval loss, mean and 95% interval"
+                                : "lr sensitivity: final eval loss, mean and 95% interval",
+                          "learning rate", "final eval loss", true, true},
                          sensitivity);
   if (target > 0.0) {
     body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
