@@ -10,22 +10,11 @@ namespace blockopt::experiments {
 MetricsLogger::MetricsLogger(const RunDirectory& dir, std::string item_name)
     : writer_(dir.metrics_path()), item_name_(std::move(item_name)) {}
 
-void MetricsLogger::on_train_begin(Trainer& trainer) { start_step_ = trainer.step(); }
-
-void MetricsLogger::write(const nlohmann::json& record) {
-  // A resumed run rewrites history from its checkpoint on: the lines logged after it are
-  // dropped, but only once this session has a record of its own, so a start that fails
-  // (in another callback or the first step) leaves metrics.jsonl as it was.
-  if (start_step_) {
-    writer_.truncate_after_step(*start_step_);
-    start_step_.reset();
-  }
-  writer_.write(record);
-}
+void MetricsLogger::on_train_begin(Trainer& trainer) { writer_.resume_after(trainer.step()); }
 
 void MetricsLogger::on_step_end(Trainer& trainer, const StepMetrics& m) {
   if (m.step % trainer.options().log_every != 0 && m.step != trainer.options().steps) return;
-  write({{"step", m.step},
+  writer_.write({{"step", m.step},
          {"loss", m.loss},
          {"lr", m.lr},
          {"grad_norm", m.grad_norm},
@@ -35,7 +24,7 @@ void MetricsLogger::on_step_end(Trainer& trainer, const StepMetrics& m) {
 }
 
 void MetricsLogger::on_eval(Trainer&, const EvalMetrics& m) {
-  write({{"step", m.step},
+  writer_.write({{"step", m.step},
          {"eval_loss", m.loss},
          {"eval_accuracy", m.accuracy},
          {"wall_time", m.wall_time}});

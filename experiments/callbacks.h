@@ -18,11 +18,8 @@ class MetricsLogger : public Callback {
   void on_eval(Trainer& trainer, const EvalMetrics& m) override;
 
  private:
-  void write(const nlohmann::json& record);
-
   JsonlWriter writer_;
   std::string item_name_;
-  std::optional<int64_t> start_step_;  // the step this session started from, until its first record
 };
 
 // checkpoint.pt every `every` steps and at the end of a completed run.

@@ -64,6 +64,7 @@ Experiment build_experiment(YAML::Node config, const std::string& origin) {
   e.trainer = read_trainer_options(root.child("train"));
   e.schedule = read_schedule(root.child("schedule"), e.trainer.steps);
   e.probes = read_probe_specs(root.children("probes"));
+  e.telemetry = read_telemetry_options(root.child("telemetry"));
   if (root.has("theory")) {
     // Read by the report (theory.h); checked here so a typo fails before the run.
     auto theory = root.child("theory");
@@ -238,6 +239,10 @@ RunOutcome run_experiment(YAML::Node yaml, const RunRequest& request) {
       }
     }
     trainer.add_callback(std::make_shared<MetricsLogger>(dir, experiment.data->item_name()));
+    if (experiment.telemetry.every > 0) {
+      trainer.add_callback(std::make_shared<UpdateTelemetry>(dir.root() / "telemetry.jsonl",
+                                                             experiment.telemetry, experiment.seed));
+    }
     if (request.progress_bar) {
       trainer.add_callback(std::make_shared<ProgressBar>());
     } else {

@@ -4,6 +4,7 @@
 #include <blockopt/experiments/probes.h>
 #include <blockopt/experiments/run_dir.h>
 #include <blockopt/experiments/sweep.h>
+#include <blockopt/experiments/telemetry.h>
 #include <blockopt/experiments/trainer.h>
 #include <blockopt/distributed/process_group.h>
 
@@ -37,6 +38,7 @@ struct Experiment {
   // Hessian probes; run_experiment turns them into one HessianProbe callback writing to the
   // run directory's hessian/ (the directory is only known there).
   std::vector<ProbeSpec> probes;
+  TelemetryOptions telemetry;  // per-layer update statistics (telemetry.h)
 };
 
 // `origin` names the source in error messages (the file path).

@@ -77,6 +77,10 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
 }
 
 void JsonlWriter::write(const nlohmann::json& record) {
+  if (resume_step_) {
+    truncate_after_step(*resume_step_);
+    resume_step_.reset();
+  }
   out_ << record.dump() << '\n';
   out_.flush();
 }

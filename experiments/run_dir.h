@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,14 @@ class JsonlWriter {
   void write(const nlohmann::json& record);
   // Keeps only records whose "step" is <= `step` (used when resuming from a checkpoint).
   void truncate_after_step(int64_t step);
+  // The same, done when the first record of this session is written: a resumed run rewrites
+  // history from its checkpoint on, but a start that fails leaves the file as it was.
+  void resume_after(int64_t step) { resume_step_ = step; }
 
  private:
   fs::path path_;
   std::ofstream out_;
+  std::optional<int64_t> resume_step_;
 };
 
 // The previous good checkpoint kept beside `checkpoint`: checkpoint.pt -> checkpoint.prev.pt.

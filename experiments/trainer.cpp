@@ -156,6 +156,7 @@ TrainResult Trainer::run() {
     if (options_.grad_clip > 0.0) {
       torch::nn::utils::clip_grad_norm_(model_->parameters(), options_.grad_clip);
     }
+    for (auto& cb : callbacks_) cb->on_before_step(*this, next);
     if (sharding_) {
       sharding_->step();
     } else {

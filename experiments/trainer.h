@@ -71,6 +71,9 @@ class Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(Trainer&) {}
+  // After the gradients of `step` are final (averaged over ranks, clipped), before the
+  // optimizer steps.
+  virtual void on_before_step(Trainer&, int64_t /*step*/) {}
   virtual void on_step_end(Trainer&, const StepMetrics&) {}
   virtual void on_eval(Trainer&, const EvalMetrics&) {}
   virtual void on_train_end(Trainer&, const TrainResult&) {}
