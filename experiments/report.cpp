@@ -173,6 +173,41 @@ std::string probe_comparison_plots(const fs::path& dir, const nlohmann::json& in
   return html.empty() ? "" : "<h2>" + type + " across runs</h2>" + html;
 }
 
+// Per-layer telemetry (telemetry.h) of one run per label: for each quantity, its median and
+// its worst (largest) value over the parameter tensors, against the step.
+std::string telemetry_plots(const std::vector<std::pair<std::string, fs::path>>& runs) {
+  const std::vector<std::pair<std::string, std::string>> quantities = {
+      {"update_ratio", "||dW|| / ||W||"}, {"update_rms", "update RMS"},
+      {"update_spectral", "||dW||_2"}, {"row_cv", "row-norm CV of dW"},
+      {"dead_rows", "dead-row fraction"}, {"grad_norm", "||G||"}};
+  std::string html;
+  for (const auto& [key, description] : quantities) {
+    std::vector<svg::Series> median, worst;
+    for (const auto& [label, run_dir] : runs) {
+      svg::Series m{label, {}, {}, {}, {}, false}, w{label, {}, {}, {}, {}, false};
+      for (const auto& record : read_jsonl(run_dir / "telemetry.jsonl")) {
+        std::vector<double> values;
+        for (const auto& [name, stats] : record["tensors"].items()) {
+          if (stats.contains(key) && stats[key].is_number()) values.push_back(stats[key]);
+        }
+        if (values.empty()) continue;
+        std::sort(values.begin(), values.end());
+        m.x.push_back(record["step"].get<double>());
+        m.y.push_back(values[(values.size() - 1) / 2]);
+        w.x.push_back(record["step"].get<double>());
+        w.y.push_back(values.back());
+      }
+      if (m.x.empty()) continue;
+      median.push_back(m);
+      worst.push_back(w);
+    }
+    if (median.empty()) continue;
+    html += svg::line_plot({description + ": median over tensors", "step", key, false, false}, median);
+    html += svg::line_plot({description + ": worst tensor", "step", key, false, false}, worst);
+  }
+  return html.empty() ? "" : "<h2>Per-layer telemetry</h2>" + html;
+}
+
 // PNG frames of hessian/ grouped by name without the step, each group shown with a slider
 // over the probe steps.
 std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
@@ -295,7 +330,8 @@ std::string single_run(const fs::path& dir) {
   if (fs::exists(dir / "optimizer_layout.txt")) {
     body += "<h3>Optimizer layout</h3><pre>" + svg::escape(read_file(dir / "optimizer_layout.txt")) + "</pre>";
   }
-  return body + theory_section(dir, {dir}) + hessian_section(dir, "run");
+  return body + telemetry_plots({{"run", dir}}) + theory_section(dir, {dir}) +
+         hessian_section(dir, "run");
 }
 
 // Pairwise Welch tests in plain words, and the performance profile across workloads.
@@ -352,6 +388,7 @@ std::string sweep_page(const fs::path& dir) {
   std::vector<svg::Series> curves, sensitivity;
   std::vector<std::string> bar_labels;
   std::vector<double> bar_values;
+  std::vector<std::pair<std::string, fs::path>> telemetry_runs;  // one run per label
   for (const auto& [label, info] : comparison["optimizers"].items()) {
     int diverged = 0, failed = 0;
     svg::Series lr_curve{label, {}, {}, {}, {}, true};
@@ -402,7 +439,9 @@ std::string sweep_page(const fs::path& dir) {
           run.value("stage", "") != stage) {
         continue;
       }
-      const auto curve = read_curve(dir / "runs" / run["id"].get<std::string>() / "metrics.jsonl");
+      const auto run_dir = dir / "runs" / run["id"].get<std::string>();
+      if (by_step.empty()) telemetry_runs.emplace_back(label, run_dir);
+      const auto curve = read_curve(run_dir / "metrics.jsonl");
       for (size_t i = 0; i < curve.steps.size(); ++i) by_step[curve.steps[i]].push_back(curve.loss[i]);
     }
     // Markers when there is a single step (a line through one point does not show).
@@ -436,6 +475,7 @@ std::string sweep_page(const fs::path& dir) {
   }
   body += "</table>";
   // The neurons' curvature spread under each optimizer (probes/row_heterogeneity.cpp).
+  body += telemetry_plots(telemetry_runs);
   body += probe_comparison_plots(dir, index, "row_heterogeneity", {"top_cv_mean", "trace_cv_mean", "js_mean"});
   for (const auto& run : index["runs"]) {
     const auto section = hessian_section(dir / "runs" / run["id"].get<std::string>(), run["id"].get<std::string>());

@@ -1,6 +1,7 @@
 // experiments/telemetry.h: the per-tensor update statistics against values built into the
 // update (a known spectrum, known row norms), the first Adam step's update RMS (lr, by the
 // rule), and a run with telemetry stepping bit for bit as one without.
+#include <blockopt/experiments/report.h>
 #include <blockopt/experiments/run.h>
 #include <blockopt/experiments/telemetry.h>
 
@@ -114,6 +115,13 @@ TEST(Telemetry, LogsEveryKStepsWithoutChangingTheRun) {
     EXPECT_GT(s["grad_norm"].get<double>(), 0.0) << name;
     EXPECT_EQ(s["row_cv"].is_null(), name.find("bias") != std::string::npos) << name;
   }
+  // The report plots the median and the worst tensor of each of the six quantities.
+  const auto html = ex::read_file(ex::write_report(logged));
+  const auto section = html.find("Per-layer telemetry");
+  ASSERT_NE(section, std::string::npos);
+  size_t plots = 0;
+  for (auto at = html.find("<svg", section); at != std::string::npos; at = html.find("<svg", at + 1)) ++plots;
+  EXPECT_EQ(plots, 12u);
 }
 
 // Adam's first step is lr m / (sqrt(v) + eps) with m = g, v = g^2 after bias correction: every
