@@ -52,7 +52,8 @@ std::string bytes_text(double bytes) {
     bytes /= 1024.0;
     ++unit;
   }
-  return fmt::format(unit == 0 ? "{:.0f} {}" : "{:.3g} {}", bytes, units[unit]);
+  // 3 significant digits without an exponent: 1020 MiB, 37.5 KiB, 1.02 GiB.
+  return fmt::format(unit == 0 || bytes >= 100.0 ? "{:.0f} {}" : "{:.3g} {}", bytes, units[unit]);
 }
 
 std::string base64(const std::string& bytes) {
@@ -467,6 +468,7 @@ std::string sweep_page(const fs::path& dir) {
   if (target > 0.0) {
     body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
   }
+  body += telemetry_plots(telemetry_runs);
   body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
   for (const auto& run : comparison["runs"]) {
     const std::string status = run["status"];
@@ -475,7 +477,6 @@ std::string sweep_page(const fs::path& dir) {
   }
   body += "</table>";
   // The neurons' curvature spread under each optimizer (probes/row_heterogeneity.cpp).
-  body += telemetry_plots(telemetry_runs);
   body += probe_comparison_plots(dir, index, "row_heterogeneity", {"top_cv_mean", "trace_cv_mean", "js_mean"});
   for (const auto& run : index["runs"]) {
     const auto section = hessian_section(dir / "runs" / run["id"].get<std::string>(), run["id"].get<std::string>());
