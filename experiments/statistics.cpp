@@ -39,8 +39,8 @@ MeanInterval mean_interval(const std::vector<double>& values, double level) {
     out.half_width = std::nan("");
     return out;
   }
-  const double sd = std::sqrt(mean_and_variance(values).second);
-  out.half_width = student_t_quantile(static_cast<double>(out.n - 1), level) * sd /
+  out.sd = std::sqrt(mean_and_variance(values).second);
+  out.half_width = student_t_quantile(static_cast<double>(out.n - 1), level) * out.sd /
                    std::sqrt(static_cast<double>(out.n));
   return out;
 }

@@ -13,6 +13,7 @@ double student_t_quantile(double dof, double level = 0.95);
 // n - 1 degrees of freedom); half_width is NaN for n < 2 (one seed has no interval).
 struct MeanInterval {
   double mean = 0.0;
+  double sd = 0.0;  // sample standard deviation (n - 1); 0 for one value
   double half_width = 0.0;
   std::size_t n = 0;
 };

@@ -34,10 +34,7 @@ namespace {
 nlohmann::json stats_json(const std::vector<double>& values) {
   if (values.empty()) return nullptr;
   const auto interval = mean_interval(values);
-  double var = 0.0;
-  for (double v : values) var += (v - interval.mean) * (v - interval.mean);
-  const double std = values.size() > 1 ? std::sqrt(var / static_cast<double>(values.size() - 1)) : 0.0;
-  return {{"mean", interval.mean}, {"std", std},
+  return {{"mean", interval.mean}, {"std", interval.sd},
           {"ci95", std::isnan(interval.half_width) ? nlohmann::json(nullptr) : nlohmann::json(interval.half_width)},
           {"min", *std::min_element(values.begin(), values.end())},
           {"max", *std::max_element(values.begin(), values.end())}, {"count", values.size()}};
@@ -200,6 +197,7 @@ nlohmann::json compare_sweep(const fs::path& dir) {
   }
   nlohmann::json optimizers = nlohmann::json::object();
   std::map<std::string, std::vector<std::string>> by_workload;  // workload -> labels
+  std::map<std::string, std::vector<double>> final_losses;      // label -> the final cell's
   for (const auto& [label, arm] : arms) {
     by_workload[arm.workload].push_back(label);
     nlohmann::json grid = nlohmann::json::array();
@@ -215,23 +213,20 @@ nlohmann::json compare_sweep(const fs::path& dir) {
     // An lr grid of one point tunes nothing, so it has no edge to flag.
     entry["best_on_edge"] = best && arm.grid.size() > 1 &&
                             (*best == arm.grid.begin()->first || *best == arm.grid.rbegin()->first);
-    if (arm.final) entry["final"] = final_json(*arm.final, target, "final seeds at the best lr");
-    else if (best) entry["final"] = final_json(arm.grid.at(*best), target, "the best lr's seeds");
-    else entry["final"] = nullptr;
+    // The cell the comparison rests on: the final seeds, or untuned the best lr's seeds.
+    const Cell* final_cell = arm.final ? &*arm.final : best ? &arm.grid.at(*best) : nullptr;
+    entry["final"] = final_cell ? final_json(*final_cell, target,
+                                             arm.final ? "final seeds at the best lr" : "the best lr's seeds")
+                                : nlohmann::json(nullptr);
+    final_losses[label] = final_cell ? final_cell->seeds.final_eval : std::vector<double>{};
     optimizers[label] = entry;
   }
   nlohmann::json pairwise = nlohmann::json::array();
   for (const auto& [workload, labels] : by_workload) {
     for (size_t i = 0; i < labels.size(); ++i) {
       for (size_t j = i + 1; j < labels.size(); ++j) {
-        const auto loss = [&](const std::string& label) {
-          const auto& arm = arms.at(label);
-          const auto best = optimizers[label]["best"];
-          if (arm.final) return arm.final->seeds.final_eval;
-          if (best.is_object()) return arm.grid.at(best["lr_multiplier"].get<double>()).seeds.final_eval;
-          return std::vector<double>{};
-        };
-        auto pair = pairwise_json(labels[i], loss(labels[i]), labels[j], loss(labels[j]));
+        auto pair = pairwise_json(labels[i], final_losses.at(labels[i]), labels[j],
+                                  final_losses.at(labels[j]));
         pair["workload"] = workload;
         pairwise.push_back(pair);
       }

@@ -24,6 +24,7 @@ TEST(Statistics, StudentTQuantilesMatchTables) {
 TEST(Statistics, MeanIntervalOfThreeSeeds) {
   const auto m = ex::mean_interval({1.0, 2.0, 3.0});  // sd 1
   EXPECT_DOUBLE_EQ(m.mean, 2.0);
+  EXPECT_DOUBLE_EQ(m.sd, 1.0);
   EXPECT_NEAR(m.half_width, 4.302652729749461 / std::sqrt(3.0), 1e-12);
   EXPECT_EQ(m.n, 3u);
   EXPECT_TRUE(std::isnan(ex::mean_interval({5.0}).half_width));  // one seed: no interval
