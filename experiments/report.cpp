@@ -1,5 +1,5 @@
 #include <blockopt/experiments/report.h>
-#include <blockopt/experiments/detail/svg.h>
+#include <blockopt/experiments/detail/charts.h>
 #include <blockopt/experiments/sweep.h>
 #include <blockopt/experiments/theory.h>
 
@@ -8,30 +8,71 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
+#include <tuple>
 
 namespace blockopt::experiments {
 
-namespace svg = detail::svg;
+namespace charts = detail::charts;
+using charts::Unit;
 
 namespace {
 
+// One loss of metrics.jsonl ("loss" or "eval_loss") against the step and the wall time.
 struct Curve {
-  std::vector<double> steps, loss, eval_steps, eval_loss;
+  std::vector<double> steps, seconds, loss;
 };
 
-Curve read_curve(const fs::path& metrics) {
+Curve read_curve(const fs::path& metrics, const std::string& key) {
   Curve c;
   for (const auto& r : read_jsonl(metrics)) {
-    if (r.contains("loss")) {
-      c.steps.push_back(r["step"].get<double>());
-      c.loss.push_back(r["loss"].get<double>());
-    }
-    if (r.contains("eval_loss")) {
-      c.eval_steps.push_back(r["step"].get<double>());
-      c.eval_loss.push_back(r["eval_loss"].get<double>());
-    }
+    if (!r.contains(key) || !r[key].is_number()) continue;
+    c.steps.push_back(r["step"].get<double>());
+    c.seconds.push_back(r.contains("wall_time") ? r["wall_time"].get<double>() : std::nan(""));
+    c.loss.push_back(r[key].get<double>());
   }
   return c;
+}
+
+// A log axis when every value is positive and they span over two decades.
+bool spans_decades(const std::vector<charts::Series>& series) {
+  double lo = INFINITY, hi = 0.0;
+  for (const auto& s : series) {
+    for (double y : s.y) {
+      if (!std::isfinite(y)) continue;
+      if (y <= 0.0) return false;
+      lo = std::min(lo, y);
+      hi = std::max(hi, y);
+    }
+  }
+  return hi > 100.0 * lo;
+}
+
+// One loss (key of metrics.jsonl) over several seeds' runs: the mean with a min-max band,
+// against the step and against the seeds' mean wall time at that step. Markers when there is a
+// single point (a line through one point does not show).
+std::pair<charts::Series, charts::Series> seed_band(const std::string& name, const std::vector<fs::path>& runs,
+                                                    const std::string& key) {
+  std::map<double, std::vector<double>> loss, seconds;  // by step
+  for (const auto& run : runs) {
+    const auto curve = read_curve(run / "metrics.jsonl", key);
+    for (size_t i = 0; i < curve.steps.size(); ++i) {
+      loss[curve.steps[i]].push_back(curve.loss[i]);
+      seconds[curve.steps[i]].push_back(curve.seconds[i]);
+    }
+  }
+  charts::Series by_step{name, {}, {}, {}, {}, loss.size() == 1};
+  auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); };
+  for (const auto& [step, values] : loss) {
+    by_step.x.push_back(step);
+    by_step.y.push_back(mean(values));
+    by_step.lo.push_back(*std::min_element(values.begin(), values.end()));
+    by_step.hi.push_back(*std::max_element(values.begin(), values.end()));
+  }
+  auto by_seconds = by_step;
+  by_seconds.x.clear();
+  for (const auto& [step, values] : seconds) by_seconds.x.push_back(mean(values));
+  return {by_step, by_seconds};
 }
 
 // mean +- the half width of its 95% interval over seeds (sweep_compare.cpp: stats_json).
@@ -90,51 +131,52 @@ std::pair<std::string, int64_t> frame_group(const std::string& stem) {
   return {stem, -1};
 }
 
-// Every numeric scalar of the probe records against the step, one plot per probe type.
+// Every numeric scalar of the probe records against the step: one small chart per quantity
+// (their scales differ by decades), a short numeric list (top eigenvalues) as one chart with a
+// series per entry.
 std::string probe_scalar_plots(const std::vector<nlohmann::json>& probes) {
-  std::map<std::string, std::map<std::string, svg::Series>> by_type;
+  // (type, key) -> series by entry.
+  std::map<std::pair<std::string, std::string>, std::map<size_t, charts::Series>> quantities;
   for (const auto& r : probes) {
     if (!r.contains("step")) continue;
     const std::string type = r.value("type", "probe");
-    auto add = [&](const std::string& key, const nlohmann::json& value) {
-      auto& series = by_type[type][key];
-      series.name = key;
+    auto add = [&](const std::string& key, size_t entry, const std::string& name, const nlohmann::json& value) {
+      auto& series = quantities[{type, key}][entry];
+      series.name = name;
       series.markers = true;
       series.x.push_back(r["step"].get<double>());
       series.y.push_back(value.get<double>());
     };
     for (const auto& [key, value] : r.items()) {
-      if (key == "step") continue;
-      if (value.is_number()) add(key, value);
-      // Short numeric lists (top eigenvalues): one series per entry.
+      if (key == "step" || key == "seconds") continue;  // seconds: probe cost, not a Hessian quantity
+      if (value.is_number()) add(key, 0, key, value);
       if (value.is_array() && value.size() <= 10 && !value.empty() && value[0].is_number()) {
-        for (size_t i = 0; i < value.size(); ++i) add(fmt::format("{}[{}]", key, i), value[i]);
+        for (size_t i = 0; i < value.size(); ++i) add(key, i, fmt::format("{}[{}]", key, i), value[i]);
       }
     }
   }
   std::string html;
-  for (const auto& [type, series_by_key] : by_type) {
-    std::vector<svg::Series> series;
-    bool positive = true;
-    for (const auto& [key, s] : series_by_key) {
-      // Constants (parameter counts, probe settings) would only flatten the plot.
+  for (const auto& [type_key, by_entry] : quantities) {
+    std::vector<charts::Series> series;
+    for (const auto& [entry, s] : by_entry) {
+      // Constants (parameter counts, probe settings) are settings, not measurements.
       if (s.y.size() > 1 && std::all_of(s.y.begin(), s.y.end(), [&](double y) { return y == s.y[0]; })) continue;
-      if (key == "seconds") continue;  // probe cost, not a Hessian quantity
       series.push_back(s);
-      for (double y : s.y) positive = positive && y > 0;
     }
-    html += svg::line_plot({type + " over training", "step", "value", false, positive}, series);
+    if (series.empty()) continue;
+    const auto& [type, key] = type_key;
+    html += charts::line_chart({type + ": " + key, {"step"}, {key, spans_decades(series)}}, series);
   }
-  return html;
+  return html.empty() ? "" : "<div class=\"grid\">" + html + "</div>";
 }
 
 // SLQ spectral densities (probe records with "density"): the full model at every probed step,
 // and the principal blocks at the last one. Values below 1e-5 of the peak are left out of the
 // log axis.
 std::string spectrum_plots(const std::vector<nlohmann::json>& probes) {
-  std::vector<svg::Series> full, blocks;
+  std::vector<charts::Series> full, blocks;
   auto curve = [](const std::string& name, const nlohmann::json& grid, const nlohmann::json& density) {
-    svg::Series s{name, grid, density, {}, {}, false};
+    charts::Series s{name, grid, density, {}, {}, false};
     const double peak = *std::max_element(s.y.begin(), s.y.end());
     for (auto& y : s.y) y = y < 1e-5 * peak ? std::nan("") : y;
     return s;
@@ -147,9 +189,9 @@ std::string spectrum_plots(const std::vector<nlohmann::json>& probes) {
     for (const auto& [name, density] : d["blocks"].items()) blocks.push_back(curve(name, d["grid"], density));
   }
   if (full.empty()) return "";
-  return svg::line_plot({"SLQ spectral density, full model", "eigenvalue", "density", false, true}, full) +
-         svg::line_plot({"SLQ spectral density of principal blocks, last probe", "eigenvalue", "density", false, true},
-                        blocks);
+  return charts::line_chart({"SLQ spectral density, full model", {"eigenvalue"}, {"density", true}}, full) +
+         charts::line_chart({"SLQ spectral density of principal blocks, last probe", {"eigenvalue"}, {"density", true}},
+                            blocks);
 }
 
 // The summary scalars `keys` of one probe type against the step, one plot per key and one series
@@ -158,10 +200,10 @@ std::string probe_comparison_plots(const fs::path& dir, const nlohmann::json& in
                                    const std::string& type, const std::vector<std::string>& keys) {
   std::string html;
   for (const auto& key : keys) {
-    std::vector<svg::Series> series;
+    std::vector<charts::Series> series;
     for (const auto& run : index["runs"]) {
       const auto id = run["id"].get<std::string>();
-      svg::Series s{id, {}, {}, {}, {}, true};
+      charts::Series s{id, {}, {}, {}, {}, true};
       for (const auto& r : read_jsonl(dir / "runs" / id / "hessian" / "probes.jsonl")) {
         if (r.value("type", "") != type || !r.contains(key) || !r[key].is_number()) continue;
         s.x.push_back(r["step"].get<double>());
@@ -169,7 +211,7 @@ std::string probe_comparison_plots(const fs::path& dir, const nlohmann::json& in
       }
       if (!s.x.empty()) series.push_back(s);
     }
-    if (!series.empty()) html += svg::line_plot({type + ": " + key, "step", key, false, false}, series);
+    html += charts::line_chart({type + ": " + key, {"step"}, {key}}, series);
   }
   return html.empty() ? "" : "<h2>" + type + " across runs</h2>" + html;
 }
@@ -183,9 +225,9 @@ std::string telemetry_plots(const std::vector<std::pair<std::string, fs::path>>&
       {"dead_rows", "dead-row fraction"}, {"grad_norm", "||G||"}};
   std::string html;
   for (const auto& [key, description] : quantities) {
-    std::vector<svg::Series> median, worst;
+    std::vector<charts::Series> median, worst;
     for (const auto& [label, run_dir] : runs) {
-      svg::Series m{label, {}, {}, {}, {}, false}, w{label, {}, {}, {}, {}, false};
+      charts::Series m{label, {}, {}, {}, {}, false}, w{label, {}, {}, {}, {}, false};
       for (const auto& record : read_jsonl(run_dir / "telemetry.jsonl")) {
         std::vector<double> values;
         for (const auto& [name, stats] : record["tensors"].items()) {
@@ -203,21 +245,28 @@ std::string telemetry_plots(const std::vector<std::pair<std::string, fs::path>>&
       worst.push_back(w);
     }
     if (median.empty()) continue;
-    html += svg::line_plot({description + ": median over tensors", "step", key, false, false}, median);
-    html += svg::line_plot({description + ": worst tensor", "step", key, false, false}, worst);
+    const bool log = spans_decades(median) && spans_decades(worst);
+    html += charts::line_chart({description + ": median over tensors", {"step"}, {key, log}}, median);
+    html += charts::line_chart({description + ": worst tensor", {"step"}, {key, log}}, worst);
   }
-  return html.empty() ? "" : "<h2>Per-layer telemetry</h2>" + html;
+  return html.empty() ? "" : "<h2>Per-layer telemetry</h2><div class=\"grid\">" + html + "</div>";
 }
 
-// PNG frames of hessian/ grouped by name without the step, each group shown with a slider
-// over the probe steps.
+// The frames of hessian/ grouped by name without the step, each group shown with a slider over
+// the probe steps: interactive heatmaps (<stem>.heatmap.json) and the other PNG images
+// (spectrum histograms; a heatmap's PNG is left out for its interactive version).
 std::string hessian_section(const fs::path& run_dir, const std::string& id_prefix) {
   const auto dir = run_dir / "hessian";
   if (!fs::exists(dir)) return "";
+  const std::string heatmap_suffix = ".heatmap.json";
   std::map<std::string, std::vector<std::pair<int64_t, fs::path>>> groups;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() != ".png") continue;
-    auto [group, step] = frame_group(entry.path().stem().string());
+    const auto name = entry.path().filename().string();
+    const bool heatmap = name.size() > heatmap_suffix.size() &&
+                         name.compare(name.size() - heatmap_suffix.size(), heatmap_suffix.size(), heatmap_suffix) == 0;
+    const auto stem = heatmap ? name.substr(0, name.size() - heatmap_suffix.size()) : entry.path().stem().string();
+    if (!heatmap && (entry.path().extension() != ".png" || fs::exists(dir / (stem + heatmap_suffix)))) continue;
+    auto [group, step] = frame_group(stem);
     groups[group].emplace_back(step, entry.path());
   }
   const auto probes = read_jsonl(dir / "probes.jsonl");
@@ -231,10 +280,12 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
     const auto id = fmt::format("{}h{}", id_prefix, g++);
     html += fmt::format("<h4>{}</h4><div>", name);
     for (size_t i = 0; i < frames.size(); ++i) {
-      html += fmt::format(
-          R"(<figure class="{}" style="display:{}"><img src="data:image/png;base64,{}"><figcaption>{}</figcaption></figure>)",
-          id, i + 1 == frames.size() ? "block" : "none", base64(read_file(frames[i])),
-          frames[i].filename().string());
+      const bool png = frames[i].extension() == ".png";
+      html += fmt::format(R"(<figure class="{}" style="display:{}">{}<figcaption>{}</figcaption></figure>)", id,
+                          i + 1 == frames.size() ? "block" : "none",
+                          png ? "<img src=\"data:image/png;base64," + base64(read_file(frames[i])) + "\">"
+                              : charts::heatmap(nlohmann::json::parse(read_file(frames[i]))),
+                          frames[i].filename().string());
     }
     if (frames.size() > 1) {
       html += fmt::format(
@@ -249,7 +300,7 @@ std::string hessian_section(const fs::path& run_dir, const std::string& id_prefi
 std::string cell_text(const nlohmann::json& value) {
   if (value.is_null()) return "";
   if (value.is_number_float()) return fmt::format("{:.4g}", value.get<double>());
-  return svg::escape(value.is_string() ? value.get<std::string>() : value.dump());
+  return charts::escape(value.is_string() ? value.get<std::string>() : value.dump());
 }
 
 // Measured against predicted (theory.h), written to <dir>/theory.json and shown as tables and
@@ -284,11 +335,11 @@ std::string theory_section(const fs::path& dir, const std::vector<fs::path>& run
   }
   if (theory.contains("plot")) {
     const auto& plot = theory["plot"];
-    std::vector<svg::Series> series;
+    std::vector<charts::Series> series;
     for (const auto& s : plot["series"]) {
       series.push_back({s["name"], s["x"], s["y"], {}, {}, !s["line"].get<bool>()});
     }
-    html += svg::line_plot({plot["title"], plot["xlabel"], plot["ylabel"], plot["log_x"], plot["log_y"]}, series);
+    html += charts::line_chart({plot["title"], {plot["xlabel"], plot["log_x"]}, {plot["ylabel"], plot["log_y"]}}, series);
   }
   if (!theory["missing"].empty()) {
     html += "<p class=\"diverged\">no probe record (left out): " + cell_text(theory["missing"]) + "</p>";
@@ -300,14 +351,18 @@ std::string page(const std::string& title, const std::string& body) {
   return fmt::format(R"(<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{0}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+.grid{{display:flex;flex-wrap:wrap;gap:8px}}.grid .chart{{width:490px}}.chart{{margin:1em 0}}
+.heatmap-scale{{display:flex;align-items:center;gap:6px;font-size:12px}}.heatmap-scale i{{display:inline-block;width:200px;height:10px}}
+.heatmap-tip,.heatmap-tensors{{font-size:12px;color:#444}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 th{{background:#f4f4f4}}td:first-child{{text-align:left}}img{{max-width:480px;image-rendering:pixelated}}
 .diverged{{color:#b00}}</style></head>
 <body><h1>{0}</h1>
+<p class="hint">Charts: drag to zoom, double-click to zoom out; click a legend entry to hide its series.</p>
 {1}
-</body></html>
+{2}</body></html>
 )",
-                     title, body);
+                     title, body, charts::page_scripts());
 }
 
 std::string single_run(const fs::path& dir) {
@@ -321,15 +376,24 @@ std::string single_run(const fs::path& dir) {
     }
     body += "</table>";
   }
-  const auto curve = read_curve(dir / "metrics.jsonl");
-  body += svg::line_plot({"loss", "step", "loss", false, true},
-                         {{"train", curve.steps, curve.loss, {}, {}, false},
-                          {"eval", curve.eval_steps, curve.eval_loss, {}, {}, true}});
+  const auto train = read_curve(dir / "metrics.jsonl", "loss");
+  const auto eval = read_curve(dir / "metrics.jsonl", "eval_loss");
+  const charts::Axis step{"step"}, loss{"loss", true}, seconds{"wall time", false, Unit::Seconds};
+  body += "<div class=\"grid\">";
+  body += charts::line_chart({"loss against steps", step, loss},
+                             {{"train", train.steps, train.loss, {}, {}, false},
+                              {"eval", eval.steps, eval.loss, {}, {}, true}});
+  body += charts::line_chart({"loss against wall time", seconds, loss},
+                             {{"train", train.seconds, train.loss, {}, {}, false},
+                              {"eval", eval.seconds, eval.loss, {}, {}, true}});
+  body += "</div>";
   if (fs::exists(dir / "config.resolved.yaml")) {
-    body += "<h3>Resolved config</h3><pre>" + svg::escape(read_file(dir / "config.resolved.yaml")) + "</pre>";
+    body += "<details><summary>Resolved config</summary><pre>" +
+            charts::escape(read_file(dir / "config.resolved.yaml")) + "</pre></details>";
   }
   if (fs::exists(dir / "optimizer_layout.txt")) {
-    body += "<h3>Optimizer layout</h3><pre>" + svg::escape(read_file(dir / "optimizer_layout.txt")) + "</pre>";
+    body += "<details><summary>Optimizer layout</summary><pre>" +
+            charts::escape(read_file(dir / "optimizer_layout.txt")) + "</pre></details>";
   }
   return body + telemetry_plots({{"run", dir}}) + theory_section(dir, {dir}) +
          hessian_section(dir, "run");
@@ -341,7 +405,7 @@ std::string verdicts_section(const nlohmann::json& comparison) {
   if (!comparison["pairwise"].empty()) {
     html += "<h2>Verdicts</h2><p>Final eval loss, Welch's t-test per pair of optimizers on the "
             "same workload; d is the effect size in pooled standard deviations.</p><ul>";
-    for (const auto& pair : comparison["pairwise"]) html += "<li>" + svg::escape(pair["verdict"].get<std::string>()) + "</li>";
+    for (const auto& pair : comparison["pairwise"]) html += "<li>" + charts::escape(pair["verdict"].get<std::string>()) + "</li>";
     html += "</ul>";
   }
   if (comparison.contains("performance_profile")) {
@@ -352,7 +416,7 @@ std::string verdicts_section(const nlohmann::json& comparison) {
     for (const auto& tau : profile["tau"]) html += fmt::format("<th>&tau; = {:.3g}</th>", tau.get<double>());
     html += "</tr>";
     for (const auto& [entry, row] : profile["optimizers"].items()) {
-      html += "<tr><td>" + svg::escape(entry) + "</td>";
+      html += "<tr><td>" + charts::escape(entry) + "</td>";
       for (const auto& fraction : row["fraction"]) html += fmt::format("<td>{:.2f}</td>", fraction.get<double>());
       html += "</tr>";
     }
@@ -386,13 +450,12 @@ std::string sweep_page(const fs::path& dir) {
           "<th>final eval loss</th><th>seeds at target</th><th>steps to target</th>"
           "<th>time to target (s)</th><th>target rule</th><th>state</th><th>peak RSS</th>"
           "<th>diverged / failed (all lrs)</th></tr>";
-  std::vector<svg::Series> curves, sensitivity;
-  std::vector<std::string> bar_labels;
-  std::vector<double> bar_values;
+  // Loss against steps and wall time: train and eval, at each optimizer's best lr.
+  std::vector<charts::Series> train_steps, train_seconds, eval_steps, eval_seconds, sensitivity;
   std::vector<std::pair<std::string, fs::path>> telemetry_runs;  // one run per label
   for (const auto& [label, info] : comparison["optimizers"].items()) {
     int diverged = 0, failed = 0;
-    svg::Series lr_curve{label, {}, {}, {}, {}, true};
+    charts::Series lr_curve{label, {}, {}, {}, {}, true};
     for (const auto& cell : info["grid"]) {
       diverged += cell["diverged"].get<int>();
       failed += cell["failed"].get<int>();
@@ -429,45 +492,41 @@ std::string sweep_page(const fs::path& dir) {
         number(stats["time_to_target"]), rule,
         state.is_object() ? bytes_text(state["mean"].get<double>()) : "&ndash;",
         rss.is_object() ? bytes_text(rss["max"].get<double>()) : "&ndash;", diverged, failed);
-    bar_labels.push_back(label);
-    bar_values.push_back(stats["time_to_target"].is_object() ? stats["time_to_target"]["mean"].get<double>()
-                                                            : std::nan(""));
-    // Loss curves of the seeds behind the statistics: mean over seeds with a min/max band.
+    // The seeds behind the statistics.
     const std::string stage = tuned ? "final" : "";
-    std::map<double, std::vector<double>> by_step;
+    std::vector<fs::path> seed_runs;
     for (const auto& run : index["runs"]) {
-      if (run["optimizer"] != label || run["lr_multiplier"] != stats["lr_multiplier"] ||
-          run.value("stage", "") != stage) {
-        continue;
+      if (run["optimizer"] == label && run["lr_multiplier"] == stats["lr_multiplier"] &&
+          run.value("stage", "") == stage) {
+        seed_runs.push_back(dir / "runs" / run["id"].get<std::string>());
       }
-      const auto run_dir = dir / "runs" / run["id"].get<std::string>();
-      if (by_step.empty()) telemetry_runs.emplace_back(label, run_dir);
-      const auto curve = read_curve(run_dir / "metrics.jsonl");
-      for (size_t i = 0; i < curve.steps.size(); ++i) by_step[curve.steps[i]].push_back(curve.loss[i]);
     }
-    // Markers when there is a single step (a line through one point does not show).
-    svg::Series s{fmt::format("{} (lr {:.3g})", label, stats["lr"].get<double>()), {}, {}, {}, {},
-                  by_step.size() == 1};
-    for (const auto& [step, values] : by_step) {
-      double sum = 0;
-      for (double v : values) sum += v;
-      s.x.push_back(step);
-      s.y.push_back(sum / values.size());
-      s.lo.push_back(*std::min_element(values.begin(), values.end()));
-      s.hi.push_back(*std::max_element(values.begin(), values.end()));
-    }
-    curves.push_back(s);
+    if (seed_runs.empty()) continue;
+    telemetry_runs.emplace_back(label, seed_runs.front());
+    const auto name = fmt::format("{} (lr {:.3g})", label, stats["lr"].get<double>());
+    auto [by_step, by_seconds] = seed_band(name, seed_runs, "loss");
+    train_steps.push_back(by_step);
+    train_seconds.push_back(by_seconds);
+    std::tie(by_step, by_seconds) = seed_band(name, seed_runs, "eval_loss");
+    eval_steps.push_back(by_step);
+    eval_seconds.push_back(by_seconds);
   }
   body += "</table>";
-  body += svg::line_plot({"training loss at the best lr (mean, min-max band over seeds)", "step", "loss", false, true}, curves);
+  const charts::Axis step{"step"}, loss{"loss", true}, seconds{"wall time", false, Unit::Seconds};
+  body += "<p>Loss at each optimizer's best lr: the mean over its seeds, with the band from the "
+          "lowest to the highest seed (against wall time: at the seeds' mean time of each step).</p>"
+          "<div class=\"grid\">";
+  body += charts::line_chart({"training loss against steps", step, loss}, train_steps);
+  body += charts::line_chart({"eval loss against steps", step, loss}, eval_steps);
+  body += charts::line_chart({"training loss against wall time", seconds, loss}, train_seconds);
+  body += charts::line_chart({"eval loss against wall time", seconds, loss}, eval_seconds);
+  body += "</div>";
+  if (target > 0.0) body += fmt::format("<p>Target: eval loss {:.4g}.</p>", target);
   body += verdicts_section(comparison);
-  body += svg::line_plot({tuned ? "lr sensitivity (tuning seeds): final eval loss, mean and 95% interval"
-                                : "lr sensitivity: final eval loss, mean and 95% interval",
-                          "learning rate", "final eval loss", true, true},
-                         sensitivity);
-  if (target > 0.0) {
-    body += svg::bar_plot({fmt::format("wall time to eval loss {:.3g}", target), "", "seconds"}, bar_labels, bar_values);
-  }
+  body += charts::line_chart({tuned ? "lr sensitivity (tuning seeds): final eval loss, mean and 95% interval"
+                                    : "lr sensitivity: final eval loss, mean and 95% interval",
+                              {"learning rate", true}, {"final eval loss", true}},
+                             sensitivity);
   body += telemetry_plots(telemetry_runs);
   body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
   for (const auto& run : comparison["runs"]) {

@@ -120,7 +120,8 @@ TEST(Telemetry, LogsEveryKStepsWithoutChangingTheRun) {
   const auto section = html.find("Per-layer telemetry");
   ASSERT_NE(section, std::string::npos);
   size_t plots = 0;
-  for (auto at = html.find("<svg", section); at != std::string::npos; at = html.find("<svg", at + 1)) ++plots;
+  const std::string chart = R"(<div class="chart">)";
+  for (auto at = html.find(chart, section); at != std::string::npos; at = html.find(chart, at + 1)) ++plots;
   EXPECT_EQ(plots, 12u);
 }
 

@@ -79,8 +79,12 @@ class ProbeContext {
   // ranks other than 0 of a job compute, rank 0 writes):
   // <suffix>.npy of `t`.
   void save(const std::string& suffix, const torch::Tensor& t);
-  // Log-scale heatmap of `t`; its colour range goes to record[key].
-  void heatmap(const std::string& suffix, const torch::Tensor& t, const std::string& key);
+  // Log-scale heatmap of a square `t` indexed by parameters or by blocks: <suffix>.png, and
+  // <suffix without .png>.heatmap.json for the report (detail/heatmap.h) with the tensors'
+  // ranges along its axes and `label` naming an entry. Its colour range goes to record[key].
+  enum class Index { Parameters, Blocks };
+  void heatmap(const std::string& suffix, const torch::Tensor& t, const std::string& key,
+               Index index, const std::string& label);
   // (B, B) block norms: _blocks.npy, _blocks.png and the off-diagonal ratios in the record.
   void block_outputs(const torch::Tensor& norms);
   // Marchenko-Pastur fit of `eigenvalues` with its histogram <suffix>_hist.png; returns the

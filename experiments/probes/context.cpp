@@ -1,7 +1,9 @@
+#include <blockopt/experiments/detail/heatmap.h>
 #include <blockopt/experiments/detail/marchenko_pastur.h>
 #include <blockopt/experiments/detail/npy.h>
 #include <blockopt/experiments/detail/png.h>
 #include <blockopt/experiments/detail/probe.h>
+#include <blockopt/experiments/run_dir.h>
 #include <blockopt/hessian/estimators.h>
 #include <blockopt/hessian/mlp_block_norms.h>
 #include <blockopt/models/mlp.h>
@@ -146,16 +148,29 @@ void ProbeContext::save(const std::string& suffix, const torch::Tensor& t) {
 }
 
 void ProbeContext::heatmap(const std::string& suffix, const torch::Tensor& t,
-                           const std::string& key) {
+                           const std::string& key, Index index, const std::string& label) {
   if (dir_.empty()) return;
   auto [lo, hi] = write_heatmap_png(dir_ / (prefix_ + suffix), t, /*log_scale=*/true);
   files.push_back(prefix_ + suffix);
   record[key] = {{"log10_min", lo}, {"log10_max", hi}};
+  // Each tensor's range: its blocks' [begin, end) in parameters, or their indices.
+  std::vector<TensorRange> tensors;
+  for (int64_t b = 0; b < partition.size(); ++b) {
+    const auto& block = partition.blocks[b];
+    const int64_t begin = index == Index::Blocks ? b : block.begin;
+    const int64_t end = index == Index::Blocks ? b + 1 : block.end;
+    const auto& name = target.infos[block.tensor].name;
+    if (tensors.empty() || tensors.back().name != name) tensors.push_back({name, begin, end});
+    tensors.back().end = end;
+  }
+  const auto stem = prefix_ + suffix.substr(0, suffix.rfind(".png"));
+  write_file_atomic(dir_ / (stem + ".heatmap.json"), heatmap_spec(t, tensors, stem, label).dump());
+  files.push_back(stem + ".heatmap.json");
 }
 
 void ProbeContext::block_outputs(const torch::Tensor& norms) {
   save("_blocks.npy", norms);
-  heatmap("_blocks.png", norms, "blocks_colour_scale");
+  heatmap("_blocks.png", norms, "blocks_colour_scale", Index::Blocks, "log10 ||H_ij||_F");
   // r_ij = ||H_ij||_F / ||H_ii||_F, summarised (hessian/partition.h).
   auto s = bh::off_diagonal_ratios(norms, partition);
   record["blocks"] = partition.size();

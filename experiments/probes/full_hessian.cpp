@@ -18,7 +18,7 @@ void run_full_hessian(ProbeContext& probe) {
   auto h = probe.full_hessian();
   probe.block_outputs(hessian::block_norms(h, probe.partition));
   if (probe.parameter_count <= spec.save_limit) probe.save("_H.npy", h);
-  probe.heatmap("_H.png", h, "H_colour_scale");
+  probe.heatmap("_H.png", h, "H_colour_scale", ProbeContext::Index::Parameters, "log10 |H_ij|");
   auto eig = torch::linalg_eigvalsh(h.to(torch::kDouble));  // ascending
   probe.save("_eigenvalues.npy", eig);
   record["spectrum"] = probe.spectrum_fit("_eigenvalues", eig);
