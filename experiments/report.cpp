@@ -528,13 +528,19 @@ std::string sweep_page(const fs::path& dir) {
                               {"learning rate", true}, {"final eval loss", true}},
                              sensitivity);
   body += telemetry_plots(telemetry_runs);
-  body += "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>message</th></tr>";
+  std::map<std::string, int> by_status;
+  std::string rows;
   for (const auto& run : comparison["runs"]) {
     const std::string status = run["status"];
-    body += fmt::format(R"(<tr><td>{}</td><td class="{}">{}</td><td>{}</td></tr>)", run["id"].get<std::string>(),
+    ++by_status[status];
+    rows += fmt::format(R"(<tr><td>{}</td><td class="{}">{}</td><td>{}</td></tr>)", run["id"].get<std::string>(),
                         status == "completed" ? "" : "diverged", status, cell_text(run["message"]));
   }
-  body += "</table>";
+  std::string counts;
+  for (const auto& [status, n] : by_status) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, status);
+  body += fmt::format("<h2>Runs</h2><details><summary>{} runs: {}</summary><table><tr><th>run</th><th>status</th>"
+                      "<th>message</th></tr>{}</table></details>",
+                      comparison["runs"].size(), counts, rows);
   // The neurons' curvature spread under each optimizer (probes/row_heterogeneity.cpp).
   body += probe_comparison_plots(dir, index, "row_heterogeneity", {"top_cv_mean", "trace_cv_mean", "js_mean"});
   for (const auto& run : index["runs"]) {

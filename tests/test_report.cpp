@@ -103,6 +103,21 @@ probes:
   // Loss against steps and seconds, 12 telemetry panels, probe quantities, and heatmaps (one
   // group each of H, its block norms and the per_row block norms).
   EXPECT_GE(run_charts, 2u + 12u + 3u + 3u);
+  // The cursor over the first visible heatmap names the tensors and index ranges of its cell;
+  // over the first line chart, the legend shows the values there.
+  const auto hover = dir / "run" / "hover.html";
+  auto page = ex::read_file(dir / "run" / "report.html");
+  page.replace(page.rfind("</body>"), 7, R"(<script>
+const move = (el, fx, fy) => { const b = el.getBoundingClientRect();
+  el.dispatchEvent(new MouseEvent("mousemove", {clientX: b.left + fx * b.width, clientY: b.top + fy * b.height, bubbles: true})); };
+move([...document.querySelectorAll(".chart canvas")].find((c) => !c.closest(".uplot") && c.getBoundingClientRect().width > 0), 0.9, 0.1);
+move(document.querySelector(".u-over"), 0.5, 0.5);
+</script></body>)");
+  ex::write_file_atomic(hover, page);
+  const auto hovered = render(hover);
+  EXPECT_THAT(hovered.console, ::testing::IsEmpty());
+  EXPECT_TRUE(std::regex_search(hovered.dom, std::regex(R"re(heatmap-tip">row \S+ \[\d+(–\d+)?\], column \S+ \[\d+(–\d+)?\]: log10)re")));
+  EXPECT_TRUE(std::regex_search(hovered.dom, std::regex(R"re(u-value">\d+</td>.*?u-value">\d\.\d+</td>)re")));
 
   const auto sweep = YAML::Load("name: s\n" + workload + R"(
 sweep:

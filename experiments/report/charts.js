@@ -60,6 +60,12 @@
     const usable = (v, log) => (v == null || !isFinite(v) || (log && v <= 0) ? null : v);
     const tables = [], series = [{label: spec.x.label, value: (u, v) => format(spec.x.unit)(v)}];
     const bands = [], bandEdges = [];  // the band edges' series stay out of the legend
+    // On a log axis a band edge at or below 0 (a wide interval) is drawn a decade below the
+    // smallest positive value: off the bottom of the data, not a hole in the band.
+    const positives = spec.series.flatMap((s) => [].concat(s.y, s.lo || [], s.hi || []))
+                                 .filter((v) => v != null && isFinite(v) && v > 0);
+    const floor = positives.length ? positives.reduce((a, b) => Math.min(a, b)) / 10 : null;
+    const bandValue = (v) => (spec.y.log && v != null && isFinite(v) && v <= 0 ? floor : usable(v, spec.y.log));
     spec.series.forEach((s, i) => {
       const colour = palette[i % palette.length];
       const keep = s.x.map((x, k) => usable(x, spec.x.log) !== null);
@@ -73,7 +79,8 @@
       }
       series.push(line);
       if (s.lo && s.hi && s.lo.length === s.x.length) {
-        table.push(column(s.lo), column(s.hi));
+        const edgeColumn = (values) => values.filter((_, k) => keep[k]).map(bandValue);
+        table.push(edgeColumn(s.lo), edgeColumn(s.hi));
         const edge = {stroke: colour + "66", width: 0.5, value: value, spanGaps: true,
                       points: {show: false}};
         series.push(Object.assign({label: s.name + " (low)"}, edge),
@@ -87,11 +94,15 @@
     if (tables.length === 0) throw new Error("no series");
     const data = uPlot.join(tables);
     const width = Math.max(320, Math.min(el.clientWidth || 900, 960));
+    // A flat linear series (a fraction that stays 0) gets a range around its value, not
+    // uPlot's default [0, 100].
+    const flat = (u, min, max) => (min === max ? [min === 0 ? 0 : min - Math.abs(min) / 2, min === 0 ? 1 : max + Math.abs(max) / 2]
+                                              : uPlot.rangeNum(min, max, 0.1, true));
     const scale = (axis) => (axis.log ? {distr: 3, log: 10} : {});
     const axis = (a) => ({label: a.label, values: ticks(a), size: 60});
     const options = {
       title: spec.title, width: width, height: 280,
-      scales: {x: Object.assign({time: false}, scale(spec.x)), y: scale(spec.y)},
+      scales: {x: Object.assign({time: false}, scale(spec.x)), y: spec.y.log ? scale(spec.y) : {range: flat}},
       axes: [axis(spec.x), axis(spec.y)],
       series: series, bands: bands,
       cursor: {drag: {x: true, y: true, uni: 40}},  // drag to zoom, double-click to reset
