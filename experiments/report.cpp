@@ -455,7 +455,7 @@ std::string sweep_page(const fs::path& dir) {
   std::vector<std::pair<std::string, fs::path>> telemetry_runs;  // one run per label
   for (const auto& [label, info] : comparison["optimizers"].items()) {
     int diverged = 0, failed = 0;
-    charts::Series lr_curve{label, {}, {}, {}, {}, true};
+    charts::Series lr_curve{label, {}, {}, {}, {}, false};
     for (const auto& cell : info["grid"]) {
       diverged += cell["diverged"].get<int>();
       failed += cell["failed"].get<int>();
