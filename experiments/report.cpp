@@ -372,7 +372,16 @@ std::string single_run(const fs::path& dir) {
     body += "<table>";
     for (auto key : {"status", "message", "steps", "final_loss", "wall_time", "parameters", "flops_per_item",
                      "optimizer_state_bytes", "peak_rss_bytes", "seed", "versions"}) {
-      if (summary.contains(key)) body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, cell_text(summary[key]));
+      if (!summary.contains(key)) continue;
+      const auto& value = summary[key];
+      const std::string name = key;
+      // Sizes and durations in human units: 535 KiB, 12.3 s.
+      const std::string text = !value.is_number()                  ? cell_text(value)
+                               : name.size() > 6 && name.compare(name.size() - 6, 6, "_bytes") == 0
+                                   ? bytes_text(value.get<double>())
+                               : name == "wall_time" ? fmt::format("{:.3g} s", value.get<double>())
+                                                     : cell_text(value);
+      body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", key, text);
     }
     body += "</table>";
   }

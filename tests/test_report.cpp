@@ -103,6 +103,10 @@ probes:
   // Loss against steps and seconds, 12 telemetry panels, probe quantities, and heatmaps (one
   // group each of H, its block norms and the per_row block norms).
   EXPECT_GE(run_charts, 2u + 12u + 3u + 3u);
+  // Sizes and times in human units, not 1.866e+08.
+  const auto run_html = ex::read_file(dir / "run" / "report.html");
+  EXPECT_TRUE(std::regex_search(run_html, std::regex(R"(<td>peak_rss_bytes</td><td>\d+(\.\d+)? MiB</td>)")));
+  EXPECT_TRUE(std::regex_search(run_html, std::regex(R"(<td>wall_time</td><td>\d+(\.\d+)? s</td>)")));
   // The cursor over the first visible heatmap names the tensors and index ranges of its cell;
   // over the first line chart, the legend shows the values there.
   const auto hover = dir / "run" / "hover.html";
