@@ -1,5 +1,6 @@
 #pragma once
-// `blockopt report RUN_DIR`: one self-contained HTML page (inline SVG, PNGs as data URIs,
+// `blockopt report RUN_DIR`: one self-contained HTML page (charts drawn by the inlined uPlot,
+// detail/charts.h; PNGs as data URIs;
 // no network) for a single run or a sweep.
 #include <blockopt/experiments/run_dir.h>
 
