@@ -1,7 +1,6 @@
 #pragma once
-// `blockopt report RUN_DIR`: one self-contained HTML page (charts drawn by the inlined uPlot,
-// detail/charts.h; PNGs as data URIs;
-// no network) for a single run or a sweep.
+// `blockopt report RUN_DIR`: one self-contained HTML page for a single run or a sweep, with no
+// network: charts drawn by the inlined uPlot (detail/charts.h), PNGs as data URIs.
 #include <blockopt/experiments/run_dir.h>
 
 namespace blockopt::experiments {
