@@ -9,7 +9,7 @@ set(BLOCKOPT_UPLOT_SHA512 2883159c6ebccefbb95d751b0b82d010f9e1c0ec41b8bc96d401ed
 set(BLOCKOPT_UPLOT_TARBALL "" CACHE FILEPATH
     "uPlot ${BLOCKOPT_UPLOT_VERSION} tarball (npm pack uplot@${BLOCKOPT_UPLOT_VERSION}); empty: download it")
 
-set(uplot_dir ${CMAKE_BINARY_DIR}/_deps/uplot-${BLOCKOPT_UPLOT_VERSION})
+set(uplot_dir ${PROJECT_BINARY_DIR}/_deps/uplot-${BLOCKOPT_UPLOT_VERSION})
 set(uplot_tarball ${BLOCKOPT_UPLOT_TARBALL})
 if(NOT uplot_tarball)
   set(uplot_tarball ${uplot_dir}.tgz)
