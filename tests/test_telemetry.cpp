@@ -21,8 +21,8 @@ namespace {
 // (6, 4) update dW = U diag(3, 1, 0.5, 0.25) V^T with orthonormal U (6, 4), V (4, 4).
 torch::Tensor known_spectrum_update() {
   torch::manual_seed(3);
-  const auto u = std::get<0>(torch::linalg::qr(torch::randn({6, 4}, torch::kFloat64)));
-  const auto v = std::get<0>(torch::linalg::qr(torch::randn({4, 4}, torch::kFloat64)));
+  const auto u = std::get<0>(torch::linalg_qr(torch::randn({6, 4}, torch::kFloat64)));
+  const auto v = std::get<0>(torch::linalg_qr(torch::randn({4, 4}, torch::kFloat64)));
   return u.matmul(torch::diag(torch::tensor({3.0, 1.0, 0.5, 0.25}, torch::kFloat64))).matmul(v.t());
 }
 
