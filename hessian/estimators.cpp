@@ -217,12 +217,14 @@ double js_distance(const SpectralDensity& a, const SpectralDensity& b, double si
   auto q = b.smooth(grid, sigma);
   p = p / p.sum();
   q = q / q.sum();
-  auto m = (p + q) / 2;
-  // KL in bits, with 0 log 0 = 0.
-  auto kl = [](const torch::Tensor& x, const torch::Tensor& y) {
-    return torch::where(x > 0, x * torch::log2(x / y), torch::zeros_like(x)).sum().item<double>();
+  // KL(x || m) in bits with m = (p + q) / 2, written x log2(2x / (p + q)), 0 log 0 = 0.
+  // NOTE: not x / m: where the smoothed tails are the smallest subnormal and 0, (p + q) / 2
+  // rounds to 0 and x / m is inf; p + q >= x never underflows.
+  const auto sum = p + q;
+  auto kl = [&sum](const torch::Tensor& x) {
+    return torch::where(x > 0, x * torch::log2(2 * x / sum), torch::zeros_like(x)).sum().item<double>();
   };
-  const double js = 0.5 * kl(p, m) + 0.5 * kl(q, m);
+  const double js = 0.5 * kl(p) + 0.5 * kl(q);
   return std::sqrt(std::max(js, 0.0));
 }
 

@@ -142,6 +142,21 @@ TEST_F(HessianEstimators, JensenShannonDistanceProperties) {
   EXPECT_NEAR(bh::js_distance(a, far, sigma), 1.0, 1e-6);
 }
 
+// Point masses 90-91 sigma apart (the row_heterogeneity probe's sigma is 1% of the range):
+// disjoint to double precision, so sqrt(JS) = 1. Over these offsets the smoothed tails pass
+// through the subnormals on the grid, which made (p + q) / 2 round to 0 for about one offset
+// in eight before js_distance divided by p + q.
+TEST(HessianEstimatorsJs, JensenShannonDistanceOfFarApartPointMassesIsOne) {
+  const double sigma = 0.01;
+  const auto dbl = torch::TensorOptions().dtype(torch::kFloat64);
+  const bh::SpectralDensity origin{torch::zeros({1}, dbl), torch::ones({1}, dbl)};
+  for (int i = 0; i < 100; ++i) {
+    const double offset = (90.0 + i / 100.0) * sigma;
+    const bh::SpectralDensity far{torch::full({1}, offset, dbl), torch::ones({1}, dbl)};
+    EXPECT_NEAR(bh::js_distance(origin, far, sigma), 1.0, 1e-12) << "offset " << offset;
+  }
+}
+
 namespace {
 
 // R = mean_{i != j} ||H_ij||^2 / mean_i ||H_ii||^2 over `rows` blocks of `width` from `begin`.

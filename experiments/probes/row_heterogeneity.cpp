@@ -78,31 +78,25 @@ void run_row_heterogeneity(ProbeContext& probe) {
       hi = std::max(hi, tops[i]);
     }
     const double sigma = std::max(0.01 * (hi - lo), 1e-12);
-    // NOTE: a pair whose JS distance comes out NaN (seen on the GPT's attention keys, cause not
-    // found yet) is counted in "js_undefined_pairs" and left out of the means.
     std::vector<double> js;
-    int64_t undefined = 0;
     for (size_t i = 0; i < densities.size(); ++i) {
       for (size_t j = i + 1; j < densities.size(); ++j) {
-        const double d = bh::js_distance(densities[i], densities[j], sigma);
-        if (std::isfinite(d)) js.push_back(d);
-        else ++undefined;
+        js.push_back(bh::js_distance(densities[i], densities[j], sigma));
       }
     }
     const auto top_spread = spread(tops), trace_spread = spread(traces);
-    const double js_mean = js.empty() ? std::nan("") : mean_interval(js).mean;
+    const double js_mean = mean_interval(js).mean;
     matrices.push_back({{"name", info.name}, {"rows", indices}, {"top_eigenvalues", tops},
                         {"traces", traces}, {"top_cv", top_spread["cv"]},
                         {"top_max_over_min", top_spread["max_over_min"]},
                         {"trace_cv", trace_spread["cv"]},
                         {"trace_max_over_min", trace_spread["max_over_min"]},
                         {"js_mean", js_mean},
-                        {"js_max", js.empty() ? std::nan("") : *std::max_element(js.begin(), js.end())},
-                        {"js_undefined_pairs", undefined},
+                        {"js_max", *std::max_element(js.begin(), js.end())},
                         {"smoothing_sigma", sigma}});
     top_cvs.push_back(top_spread["cv"].get<double>());
     trace_cvs.push_back(trace_spread["cv"].get<double>());
-    if (std::isfinite(js_mean)) js_means.push_back(js_mean);
+    js_means.push_back(js_mean);
   }
   if (matrices.empty()) {
     throw std::invalid_argument("row_heterogeneity probe: no weight matrix has 2 or more rows that "
@@ -112,7 +106,7 @@ void run_row_heterogeneity(ProbeContext& probe) {
   probe.record["skipped_matrices"] = skipped;
   probe.record["top_cv_mean"] = mean_interval(top_cvs).mean;
   probe.record["trace_cv_mean"] = mean_interval(trace_cvs).mean;
-  probe.record["js_mean"] = js_means.empty() ? std::nan("") : mean_interval(js_means).mean;
+  probe.record["js_mean"] = mean_interval(js_means).mean;
 }
 
 }  // namespace blockopt::experiments::detail
